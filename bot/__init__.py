@@ -1,0 +1,1 @@
+"""A Slack assistant that answers in threads by streaming from Mistral's chat models."""

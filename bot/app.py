@@ -1,0 +1,79 @@
+"""Wiring only: settings → store, clients and services → the Bolt app with its listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.conversation import Conversations
+from bot.core.personas import Persona
+from bot.core.tokens import TokenCounter
+from bot.listeners import register_listeners
+from bot.mistral import MistralClient, Timeouts
+from bot.personas import Personas, load_catalog
+from bot.slack_out import SlackOut
+from bot.storage import SQLiteStore, Store
+from bot.users import UserDirectory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Bot:
+    app: AsyncApp
+    conversations: Conversations
+    store: Store
+    model: MistralClient
+    tokenizer_loading: asyncio.Task[None]
+
+    async def close(self) -> None:
+        self.tokenizer_loading.cancel()
+        await self.model.aclose()
+        await self.store.close()
+
+
+async def create_bot(settings: Settings) -> Bot:
+    catalog = load_catalog(settings.personas_file)  # a bad file stops start-up with a clear line
+    store = await SQLiteStore.open(settings.database_path)
+    client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    out = SlackOut(client)
+    model = MistralClient(
+        base_url=settings.mistral_base_url,
+        api_key=settings.mistral_api_key,
+        timeouts=Timeouts(
+            connect=settings.connect_timeout,
+            idle=settings.idle_timeout,
+            total=settings.total_timeout,
+            retry_budget=settings.retry_budget,
+        ),
+    )
+    tokens = TokenCounter()
+    conversations = Conversations(
+        store=store,
+        model=model,
+        out=out,
+        personas=Personas(
+            store,
+            catalog,
+            default=Persona(system_prompt=settings.system_prompt),
+            defaults=settings.model,
+            admins=settings.persona_admins,
+        ),
+        tokens=tokens,
+        users=UserDirectory(out),
+        context_tokens=settings.context_tokens,
+        total_timeout=settings.total_timeout,
+    )
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret or "",
+        # Socket Mode traffic is authenticated by the app token; HTTP requests must be signed.
+        request_verification_enabled=not settings.socket_mode,
+    )
+    register_listeners(app, conversations)
+    return Bot(app, conversations, store, model, asyncio.create_task(asyncio.to_thread(tokens.load)))

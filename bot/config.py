@@ -1,0 +1,198 @@
+"""Environment → one frozen `Settings` object, read once at start-up and passed down.
+
+No other module reads the environment. A missing or malformed setting raises `ConfigError` with one line
+that names it; secrets are never part of that line or of `repr(settings)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.core.params import ModelParams, ParamError, parse_stop
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant answering in Slack. People talk to you in Slack threads; each user "
+    "message starts with the speaker's name in square brackets. Answer concisely, in the language of the "
+    "question. Use Markdown: short paragraphs, bullet lists, **bold** for key terms and fenced code blocks "
+    "for code. Do not start your answer with your own name in brackets."
+)
+
+STREAMING_MODES = ("auto", "update", "native")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it and never contains its value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str = field(repr=False)
+    mistral_api_key: str = field(repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    port: int = 3000
+    mistral_base_url: str = "https://api.mistral.ai"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    model: ModelParams = field(default_factory=lambda: ModelParams(model="mistral-large-latest"))
+    database_path: str = "bot.db"
+    log_level: str = "INFO"
+    personas_file: Path = Path("personas.toml")
+    persona_admins: frozenset[str] = frozenset()
+    # Model context window in tokens; None → read from GET /v1/models at run time.
+    context_tokens: int | None = None
+    # Network budgets for the model API, in seconds.
+    connect_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    total_timeout: float = 600.0
+    retry_budget: float = 60.0
+    shutdown_grace: float = 20.0
+    slack_streaming: str = "auto"
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from `env` (default: the process environment, after `.env` was loaded)."""
+    env = os.environ if env is None else env
+    r = _Reader(env)
+
+    bot_token = r.required("SLACK_BOT_TOKEN")
+    if not bot_token.startswith("xoxb-"):
+        raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    app_token = r.optional("SLACK_APP_TOKEN")
+    if app_token is not None and not app_token.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+    signing_secret = r.optional("SLACK_SIGNING_SECRET")
+    if app_token is None and signing_secret is None:
+        raise ConfigError("SLACK_SIGNING_SECRET is required in HTTP mode (when SLACK_APP_TOKEN is not set)")
+
+    slack_api_url = r.url("SLACK_API_URL", "https://slack.com/api/")
+    if not slack_api_url.endswith("/"):
+        slack_api_url += "/"  # slack_sdk joins method names with urljoin
+
+    try:
+        model = ModelParams(
+            model=r.optional("MISTRAL_MODEL") or "mistral-large-latest",
+            temperature=r.number("MISTRAL_TEMPERATURE"),
+            top_p=r.number("MISTRAL_TOP_P"),
+            max_tokens=r.integer("MISTRAL_MAX_TOKENS", minimum=1),
+            stop=parse_stop(r.optional("MISTRAL_STOP")),
+            random_seed=r.integer("MISTRAL_RANDOM_SEED", minimum=0),
+            safe_prompt=r.boolean("MISTRAL_SAFE_PROMPT"),
+        )
+        model.validate()
+    except ParamError as exc:
+        raise ConfigError(f"{exc.setting_env or 'MISTRAL_*'}: {exc}") from None
+
+    streaming = (r.optional("SLACK_STREAMING") or "auto").lower()
+    if streaming not in STREAMING_MODES:
+        raise ConfigError(f"SLACK_STREAMING must be one of {', '.join(STREAMING_MODES)}")
+
+    log_level = (r.optional("LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    admins = r.optional("PERSONA_ADMINS") or ""
+    return Settings(
+        slack_bot_token=bot_token,
+        slack_app_token=app_token,
+        slack_signing_secret=signing_secret,
+        slack_api_url=slack_api_url,
+        port=r.integer("PORT", minimum=1, maximum=65535) or 3000,
+        mistral_api_key=r.required("MISTRAL_API_KEY"),
+        mistral_base_url=r.url("MISTRAL_BASE_URL", "https://api.mistral.ai").rstrip("/"),
+        system_prompt=r.optional("SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+        model=model,
+        database_path=_sqlite_path(r.optional("DATABASE_URL") or "sqlite:///bot.db"),
+        log_level=log_level,
+        personas_file=Path(r.optional("PERSONAS_FILE") or "personas.toml"),
+        persona_admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
+        context_tokens=r.integer("MISTRAL_CONTEXT_TOKENS", minimum=256),
+        connect_timeout=r.seconds("MISTRAL_CONNECT_TIMEOUT", 10.0),
+        idle_timeout=r.seconds("MISTRAL_IDLE_TIMEOUT", 60.0),
+        total_timeout=r.seconds("MISTRAL_TOTAL_TIMEOUT", 600.0),
+        retry_budget=r.seconds("MISTRAL_RETRY_BUDGET", 60.0),
+        shutdown_grace=r.seconds("SHUTDOWN_GRACE_SECONDS", 20.0),
+        slack_streaming=streaming,
+    )
+
+
+def _sqlite_path(url: str) -> str:
+    """`sqlite:///bot.db` → `bot.db`; `sqlite:////var/data/bot.db` → `/var/data/bot.db`."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ConfigError("DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    return url[len(prefix) :]
+
+
+class _Reader:
+    """Typed reads of one environment mapping; errors name the variable, never its value."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise ConfigError(f"{name} is required but not set")
+        return value
+
+    def url(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        if not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{name} must be an http:// or https:// URL")
+        return value
+
+    def integer(self, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
+        raw = self.optional(name)
+        if raw is None:
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ConfigError(f"{name} must be between {minimum} and {maximum}")
+        return value
+
+    def number(self, name: str) -> float | None:
+        raw = self.optional(name)
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number")
+        return value
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self.number(name)
+        if value is None:
+            return default
+        if value <= 0:
+            raise ConfigError(f"{name} must be a positive number of seconds")
+        return value
+
+    def boolean(self, name: str) -> bool | None:
+        raw = self.optional(name)
+        if raw is None:
+            return None
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false")

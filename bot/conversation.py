@@ -1,0 +1,392 @@
+"""One turn of a conversation: a person's Slack message → stored history → model stream → Slack answer.
+
+`Conversations` claims each Slack message once (the store's unique key makes redeliveries and the
+app_mention/message pair harmless), runs the turns of one thread in order and different threads
+concurrently, one asyncio task per answer, and leaves every failure as a clear note in the thread and a
+consistent row in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from bot.core.history import HistoryTurn, Prompt, build_prompt
+from bot.core.params import ModelParams, request_body
+from bot.core.prefix import PrefixedAnswer
+from bot.core.routing import Action, Incoming, classify_event
+from bot.core.slack_text import readable, strip_leading_mention, user_ids
+from bot.core.splitting import split_all
+from bot.core.sse import Delta, Finish
+from bot.core.tokens import TokenCounter
+from bot.mistral import ErrorKind, MistralClient, ModelError
+from bot.personas import Personas
+from bot.slack_out import AnswerWriter, RateLimited, SlackCallError, SlackOut
+from bot.storage import NewMessage, Status, Store, ThreadKey, Turn, Usage
+from bot.users import UserDirectory
+
+log = logging.getLogger(__name__)
+
+HELP = (
+    "Hi! Ask me anything: mention me with your question, or write to me in a DM. I answer in a thread, "
+    "and I follow up on every reply in that thread without another mention. "
+    "`/ask <question>` asks from anywhere; `/persona` shows or changes how I answer in this channel."
+)
+
+NOTES: dict[ErrorKind, str] = {
+    ErrorKind.AUTH: "I couldn't reach the model: the Mistral API refused the bot's key. An admin should "
+    "check `MISTRAL_API_KEY`.",
+    ErrorKind.MODEL: "I couldn't answer: the model configured for this channel doesn't exist or was retired. "
+    "An admin should check `MISTRAL_MODEL` or this channel's `/persona`.",
+    ErrorKind.REFUSED: "The Mistral API refused this request (it may be too long, or a setting is invalid). "
+    "Try a shorter question or `/ask` in a new thread; an admin can find details in the bot's log.",
+    ErrorKind.RATE_LIMITED: "The Mistral API is rate-limiting the bot and didn't recover in time. "
+    "Please reply in the thread to try again in a minute.",
+    ErrorKind.UNAVAILABLE: "The Mistral API is unavailable right now, even after retrying. "
+    "Please reply in the thread to try again in a minute.",
+    ErrorKind.TIMEOUT: "The model stopped responding, so the answer is cut short. Reply in the thread to try again.",
+    ErrorKind.INTERRUPTED: "The model's stream broke off, so the answer is cut short. Reply in the thread to try again.",
+}
+LENGTH_NOTE = "The answer hit the length limit (`max_tokens`) and stops here."
+RESTART_NOTE = "The bot was restarted while writing this. Reply in the thread to try again."
+SHUTDOWN_NOTE = "The bot is restarting and couldn't finish this. Reply in the thread to try again."
+UNEXPECTED_NOTE = "Something went wrong on my side, so I couldn't answer. Reply in the thread to try again."
+# Why the bot cannot write where it was asked, as the person is told.
+CANNOT_POST = {
+    "not_in_channel": "I'm not a member of that channel; invite me with `/invite` and ask again.",
+    "channel_not_found": "I can't see that channel; invite me with `/invite` and ask again.",
+    "is_archived": "that channel is archived.",
+    "restricted_action_thread_locked": "that thread is locked.",
+    "restricted_action": "posting there is restricted.",
+}
+TRUNCATED_NOTE = "Your message was too long for the model, so only its beginning was read."
+
+
+def note_md(text: str) -> str:
+    """A note under an answer, in the model's Markdown so it splits and renders like the rest."""
+    return f"\n\n_⚠️ {text}_"
+
+
+@dataclass(frozen=True)
+class Identity:
+    bot_user_id: str
+    bot_name: str = "assistant"
+
+
+class Conversations:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        model: MistralClient,
+        out: SlackOut,
+        personas: Personas,
+        tokens: TokenCounter,
+        users: UserDirectory,
+        context_tokens: int | None = None,
+        total_timeout: float = 600.0,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.out = out
+        self.personas = personas
+        self.tokens = tokens
+        self.users = users
+        self._context_tokens = context_tokens
+        self._total_timeout = total_timeout
+        self._thread_locks: dict[ThreadKey, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+
+    # Slack in ----------------------------------------------------------------------------------------
+
+    async def on_event(self, event: dict[str, Any], *, team_id: str, identity: Identity) -> None:
+        """An `app_mention` or `message` event: answer, update history, or ignore. Returns quickly."""
+        decision = classify_event(event, team_id=team_id, bot_user_id=identity.bot_user_id)
+        message = decision.message
+        if decision.action is Action.IGNORE or message is None:
+            return
+        if decision.action is Action.EDIT:
+            if await self.store.edit_message(message.team_id, message.channel_id, message.ts, message.text):
+                log.info("updated an edited message %s in %s", message.ts, message.channel_id)
+            return
+        if decision.action is Action.DELETE:
+            if await self.store.delete_message(message.team_id, message.channel_id, message.ts):
+                log.info("dropped a deleted message %s in %s from history", message.ts, message.channel_id)
+            return
+        if not self.accepting:
+            return
+        key = ThreadKey(message.team_id, message.channel_id, message.thread_ts)
+        if decision.action is Action.ANSWER_IF_KNOWN and await self.store.get_conversation(key) is None:
+            return  # a thread the bot takes no part in
+        await self.submit(message, identity)
+
+    async def submit(self, message: Incoming, identity: Identity) -> Turn | None:
+        """Claim `message` and answer it in the background; None if it was claimed before."""
+        key = ThreadKey(message.team_id, message.channel_id, message.thread_ts)
+        persona = await self.personas.current(message.team_id, message.channel_id)
+        turn = await self.store.claim_turn(
+            key, persona, NewMessage("user", message.text, message.ts, message.user_id)
+        )
+        if turn is None:
+            log.debug("message %s in %s already claimed", message.ts, message.channel_id)
+            return None
+        task = asyncio.create_task(self._answer(turn, message, identity), name=f"turn-{message.ts}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return turn
+
+    async def ask(
+        self, *, team_id: str, channel_id: str, user_id: str, question: str, identity: Identity
+    ) -> str | None:
+        """`/ask`: show who asked what in the channel and answer in that message's thread.
+
+        Returns a private note for the asker when the answer had to go elsewhere.
+        """
+        if not self.accepting:
+            return "I'm restarting right now; please ask again in a moment."
+        shown = f"<@{user_id}> asked:\n>{question}"
+        note = None
+        try:
+            ts = await self.out.post(team_id, channel_id, shown)
+        except SlackCallError as exc:
+            if exc.error not in CANNOT_POST:
+                log.warning("/ask could not post in %s: %s", channel_id, exc.error)
+                return f"I couldn't post your question (Slack said `{exc.error}`). Please try again."
+            # The answer is not lost: it goes to a DM with the asker instead.
+            log.info("/ask cannot post in %s (%s); answering in a DM", channel_id, exc.error)
+            try:
+                data = await self.out.call(team_id, "chat.postMessage", channel=user_id, text=shown)
+            except SlackCallError as dm_exc:
+                log.warning("/ask could not DM %s either: %s", user_id, dm_exc.error)
+                return f"I can't post in this channel: {CANNOT_POST[exc.error]}"
+            channel_id, ts = str(data["channel"]), str(data["ts"])
+            note = f"I can't post in that channel: {CANNOT_POST[exc.error]} I've answered you in our DM instead."
+        message = Incoming(team_id=team_id, channel_id=channel_id, ts=ts, thread_ts=ts, user_id=user_id,
+                           text=question, channel_type="im" if channel_id.startswith("D") else "channel")
+        await self.submit(message, identity)
+        return note
+
+    # one turn ------------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _thread_turn(self, key: ThreadKey) -> AsyncIterator[None]:
+        lock = self._thread_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:  # asyncio locks are fair: turns run in arrival order
+                yield
+        finally:
+            if not lock.locked() and not lock._waiters:
+                self._thread_locks.pop(key, None)
+
+    async def _answer(self, turn: Turn, message: Incoming, identity: Identity) -> None:
+        key = turn.conversation.key
+        writer = AnswerWriter(self.out, key.team_id, key.channel_id, key.thread_ts)
+        answer = ""
+
+        async def save(status: Status, **extra: Any) -> None:
+            await self.store.save_answer(turn.answer_id, text=answer, status=status, slack_parts=writer.parts,
+                                         **extra)
+
+        async def progress(_: str, __: list[str]) -> None:
+            await save(Status.STREAMING)
+
+        writer.on_progress = progress
+        try:
+            async with self._thread_turn(key):
+                await writer.start()
+                await save(Status.STREAMING)
+                if not strip_leading_mention(message.text, identity.bot_user_id):
+                    answer = HELP  # a bare mention
+                    writer.append(HELP)
+                    await writer.finish()
+                    await save(Status.COMPLETE)
+                    return
+                if turn.created_conversation and message.in_thread:
+                    await self._backfill(turn, message, identity)
+                params = self.personas.effective(turn.conversation.persona)
+                prompt = await self._prompt(turn, params, identity)
+                answer, finish = await self._stream(prompt, params, writer)
+                notes = []
+                if prompt.truncated_question:
+                    notes.append(TRUNCATED_NOTE)
+                if finish is not None and finish.reason in ("length", "model_length"):
+                    notes.append(LENGTH_NOTE)
+                await writer.finish("".join(note_md(n) for n in notes))
+                usage = _usage(finish)
+                await save(Status.COMPLETE, finish_reason=finish.reason if finish else None, usage=usage)
+                if usage:
+                    log.info("answered %s in %s: %d prompt + %d completion tokens", message.ts,
+                             key.channel_id, usage.prompt_tokens, usage.completion_tokens)
+        except ModelError as exc:
+            answer = writer.raw  # what reached Slack is what the history keeps
+            log.warning("model error answering %s in %s: %s", message.ts, key.channel_id, exc)
+            await self._end_with_note(writer, NOTES[exc.kind], save, partial=bool(answer))
+        except SlackCallError as exc:
+            answer = writer.raw
+            await writer.abort()
+            await save(Status.PARTIAL if answer else Status.FAILED)
+            await self._undeliverable(exc, message)
+        except asyncio.CancelledError:
+            answer = writer.raw
+            await asyncio.shield(self._end_with_note(writer, SHUTDOWN_NOTE, save, partial=bool(answer)))
+            raise
+        except Exception:
+            answer = writer.raw
+            log.exception("unexpected error answering %s in %s", message.ts, key.channel_id)
+            await self._end_with_note(writer, UNEXPECTED_NOTE, save, partial=bool(answer))
+
+    async def _end_with_note(
+        self, writer: AnswerWriter, note: str, save: Callable[[Status], Awaitable[None]], *, partial: bool
+    ) -> None:
+        """Best effort: the thread shows the note and the store says partial/failed, whatever Slack does."""
+        try:
+            await save(Status.PARTIAL if partial else Status.FAILED)
+            if writer.parts:
+                await asyncio.wait_for(writer.finish(note_md(note)), timeout=15)
+            else:  # stopped before the placeholder was posted
+                await self.out.post(writer.team_id, writer.channel, f"_⚠️ {note}_", thread_ts=writer.thread_ts)
+        except (SlackCallError, RateLimited, TimeoutError) as exc:
+            log.warning("could not show the failure note: %s", exc)
+            await writer.abort()
+
+    async def _undeliverable(self, exc: SlackCallError, message: Incoming) -> None:
+        log.warning("cannot write to %s (%s): %s", message.channel_id, exc.method, exc.error)
+        if exc.error in CANNOT_POST:
+            await self.out.ephemeral(message.team_id, message.channel_id, message.user_id,
+                                     f"I couldn't post my answer there: {CANNOT_POST[exc.error]}")
+
+    async def _stream(
+        self, prompt: Prompt, params: ModelParams, writer: AnswerWriter
+    ) -> tuple[str, Finish | None]:
+        body = request_body(params, prompt.messages)
+        shown = PrefixedAnswer(params.prefix)
+        json_fence = params.json_answers
+        if json_fence:
+            writer.append("```\n")
+        answer = ""
+        finish: Finish | None = None
+
+        async def on_retry(exc: ModelError, attempt: int, delay: float) -> None:
+            writer.set_status(f"_The model is busy; trying again in {delay:.0f}s (attempt {attempt + 1})…_")
+
+        async with asyncio.timeout(self._total_timeout):
+            try:
+                async for item in self.model.stream(body, on_retry=on_retry):
+                    if isinstance(item, Delta):
+                        text = shown.feed(item.text)
+                        answer += text
+                        writer.append(text)
+                    else:
+                        finish = item
+            except TimeoutError:
+                raise ModelError(ErrorKind.TIMEOUT, f"no complete answer within {self._total_timeout:g}s") from None
+        rest = shown.flush() if answer or params.prefix else ""
+        answer += rest
+        writer.append(rest)
+        if json_fence:
+            writer.append("\n```")
+        return answer, finish
+
+    async def _prompt(self, turn: Turn, params: ModelParams, identity: Identity) -> Prompt:
+        key = turn.conversation.key
+        stored = await self.store.history(turn.conversation.id, turn.user_ts)
+        mentioned = set().union(*(user_ids(m.text) for m in stored)) if stored else set()
+        speakers = {m.slack_user for m in stored if m.role == "user" and m.slack_user}
+        names = await self.users.names(key.team_id, mentioned | speakers)
+        turns = []
+        for m in stored:
+            if m.role == "assistant":
+                turns.append(HistoryTurn("assistant", m.text))
+                continue
+            text = readable(strip_leading_mention(m.text, identity.bot_user_id), names=names,
+                            bot_user_id=identity.bot_user_id, bot_name=identity.bot_name)
+            if text:  # a bare mention asks for help, not for the model
+                turns.append(HistoryTurn("user", text, speaker=names.get(m.slack_user or "")))
+        context = self._context_tokens or await self.model.context_length(params.model or "")
+        # Leave room for the answer: the configured max_tokens, or a quarter of the window.
+        reserve = min(params.max_tokens or context // 4, context // 2)
+        return build_prompt(
+            system_prompt=turn.conversation.persona.system_prompt,
+            turns=turns,
+            budget_tokens=context - reserve,
+            count_tokens=self.tokens.count,
+            prefix=params.prefix,
+        )
+
+    async def _backfill(self, turn: Turn, message: Incoming, identity: Identity) -> None:
+        """A mention inside a thread the bot wasn't in: read the earlier messages from Slack, once."""
+        key = turn.conversation.key
+        try:
+            data = await self.out.call(
+                key.team_id, "conversations.replies", retry_rate_limited=False,
+                channel=key.channel_id, ts=key.thread_ts, limit=100,
+            )
+        except (SlackCallError, RateLimited) as exc:
+            log.info("no thread history from Slack for %s (%s); answering without it", key.thread_ts, exc)
+            return
+        earlier = []
+        for m in data.get("messages") or []:
+            ts, text, user = m.get("ts"), m.get("text"), m.get("user")
+            if not isinstance(ts, str) or ts >= message.ts or not isinstance(text, str) or not text:
+                continue
+            if user == identity.bot_user_id:
+                earlier.append(NewMessage("assistant", text, ts))
+            elif isinstance(user, str) and not m.get("bot_id"):
+                earlier.append(NewMessage("user", text, ts, user))
+        added = await self.store.add_context(turn.conversation.id, earlier)
+        log.info("read %d earlier messages of thread %s from Slack", added, key.thread_ts)
+
+    # life cycle -------------------------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """After a hard kill: mark every answer left in progress as interrupted, in Slack and in the store."""
+        unfinished = await self.store.unfinished_answers()
+        for item in unfinished:
+            status = Status.PARTIAL if item.text else Status.FAILED
+            await self.store.save_answer(item.answer_id, text=item.text, status=status, slack_parts=item.slack_parts)
+            try:
+                await self._show_interrupted(item.key, item.text, item.slack_parts)
+            except (SlackCallError, RateLimited) as exc:
+                log.warning("could not mark interrupted answer %d in Slack: %s", item.answer_id, exc)
+        if unfinished:
+            log.info("marked %d answers interrupted by the last shutdown", len(unfinished))
+        return len(unfinished)
+
+    async def _show_interrupted(self, key: ThreadKey, text: str, parts: list[str]) -> None:
+        rendered = split_all(text + note_md(RESTART_NOTE))
+        for i, part in enumerate(rendered):
+            if i < len(parts):
+                if i == len(parts) - 1 or i == len(rendered) - 1:
+                    await self.out.update(key.team_id, key.channel_id, parts[i], part.text)
+            else:
+                await self.out.post(key.team_id, key.channel_id, part.text, thread_ts=key.thread_ts)
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking new turns, let answers in flight finish for `grace` seconds, then interrupt the rest."""
+        self.accepting = False
+        if not self._tasks:
+            return
+        log.info("waiting up to %.0fs for %d answers in flight", grace, len(self._tasks))
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+            log.info("interrupted %d answers at shutdown", len(pending))
+
+    async def wait_idle(self) -> None:
+        """Until every answer in flight is done (tests use this to wait for the bot)."""
+        while self._tasks:
+            await asyncio.gather(*set(self._tasks), return_exceptions=True)
+
+
+def _usage(finish: Finish | None) -> Usage | None:
+    if finish is None or finish.prompt_tokens is None or finish.completion_tokens is None:
+        return None
+    total = finish.total_tokens if finish.total_tokens is not None else finish.prompt_tokens + finish.completion_tokens
+    return Usage(finish.prompt_tokens, finish.completion_tokens, total)

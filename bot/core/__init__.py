@@ -1,0 +1,1 @@
+"""Pure decisions, free of I/O: tests drive these with plain values."""

@@ -1,0 +1,72 @@
+"""Cutting a long answer into Slack messages: nothing lost, nothing repeated, code fences kept whole.
+
+Cuts happen in the model's Markdown, at the best boundary before the limit (a paragraph, else a line, else a
+word), and each part is rendered on its own: a part that ends inside a code block closes it and the next
+part reopens it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.core.mrkdwn import to_mrkdwn
+
+# chat.update refuses texts of about 4,000 characters with msg_too_long; stay well below, leaving room for
+# a closing note ("interrupted", "hit the length limit").
+MESSAGE_LIMIT = 3_500
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    ends_in_code: bool
+
+
+def render_part(raw: str, *, opens_in_code: bool = False) -> Rendered:
+    text, ends_in_code = to_mrkdwn(raw, in_code=opens_in_code)
+    if opens_in_code:
+        text = "```\n" + text
+    if ends_in_code:
+        text += "\n```"
+    return Rendered(text, ends_in_code)
+
+
+def split_head(raw: str, *, limit: int = MESSAGE_LIMIT, opens_in_code: bool = False) -> tuple[str, str] | None:
+    """(head, rest) when `raw` renders longer than `limit`, else None; the head renders within the limit."""
+    if len(render_part(raw, opens_in_code=opens_in_code).text) <= limit:
+        return None
+    window = min(len(raw), limit)
+    while window > 1:
+        cut, resume = _best_cut(raw, window)
+        head = raw[:cut]
+        if head and len(render_part(head, opens_in_code=opens_in_code).text) <= limit:
+            return head, raw[resume:]
+        # Escaping or fence markers made it longer than it looks: try a shorter window.
+        window = max(1, min(window - 1, cut - 1) if cut > 1 else window // 2)
+    return raw[:1], raw[1:]
+
+
+def split_all(raw: str, *, limit: int = MESSAGE_LIMIT) -> list[Rendered]:
+    """Every part of a finished answer, rendered."""
+    parts: list[Rendered] = []
+    in_code = False
+    while True:
+        split = split_head(raw, limit=limit, opens_in_code=in_code)
+        if split is None:
+            parts.append(render_part(raw, opens_in_code=in_code))
+            return parts
+        head, raw = split
+        part = render_part(head, opens_in_code=in_code)
+        parts.append(part)
+        in_code = part.ends_in_code
+
+
+def _best_cut(raw: str, window: int) -> tuple[int, int]:
+    """Where to end the head and where the rest starts, looking only at `raw[:window + 1]`."""
+    # Only text inside the window decides, so a cut chosen while streaming stays the right one later.
+    floor = window // 2
+    for sep in ("\n\n", "\n", " "):
+        at = raw.rfind(sep, floor, window + 1)
+        if at > 0:
+            return at, at + len(sep)
+    return window, window

@@ -1,0 +1,84 @@
+"""Server-Sent Events from Mistral's streaming chat endpoint → typed chunks.
+
+Parsing is defensive: unknown keys (such as the random padding key `p`) are ignored, content may be a
+string or a list of typed chunks (reasoning models send `thinking` chunks, which are not shown).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+DONE = "[DONE]"
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class SSEParser:
+    """Feed lines of an event stream; yields each event's `data` once the event is complete."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        line = line.rstrip("\r")
+        if not line:
+            if not self._data:
+                return None
+            data, self._data = "\n".join(self._data), []
+            return data
+        if line.startswith(":"):
+            return None  # a comment, used as a keep-alive
+        field, _, value = line.partition(":")
+        if field == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        return None
+
+
+def parse_chunk(data: str) -> list[Delta | Finish]:
+    """One `data:` payload → the text it adds and, on the last chunk, how the answer finished."""
+    payload = json.loads(data)
+    if not isinstance(payload, dict):
+        raise ValueError("chunk is not a JSON object")
+    out: list[Delta | Finish] = []
+    choices = payload.get("choices") or []
+    choice: dict[str, Any] = choices[0] if choices and isinstance(choices[0], dict) else {}
+    delta = choice.get("delta") or {}
+    text = content_text(delta.get("content"))
+    if text:
+        out.append(Delta(text))
+    reason = choice.get("finish_reason")
+    if reason:
+        usage = payload.get("usage") or {}
+        out.append(
+            Finish(
+                reason=str(reason),
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                total_tokens=usage.get("total_tokens"),
+            )
+        )
+    return out
+
+
+def content_text(content: Any) -> str:
+    """A message's `content`: a string, or a list of chunks of which only `text` chunks are shown."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text"
+        )
+    return ""

@@ -1,0 +1,182 @@
+"""The model client: Mistral's chat-completions endpoint over httpx, streamed as Server-Sent Events.
+
+Failures become `ModelError`s with a `kind` the conversation can explain to people; the raw details go to
+the log only. Retries of refused or failed *starts* happen here, within a time budget; a stream that breaks
+after text was shown is never retried, since its text is already in Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import httpx
+
+from bot.core.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
+from bot.core.sse import DONE, Delta, Finish, SSEParser, parse_chunk
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT_TOKENS = 32_768
+
+
+class ErrorKind(Enum):
+    AUTH = "auth"  # 401/403: the key is wrong or lacks access
+    MODEL = "model"  # 404: unknown or retired model
+    REFUSED = "refused"  # 400/422: the request was refused (too long, bad settings)
+    RATE_LIMITED = "rate_limited"  # 429 after the retry budget
+    UNAVAILABLE = "unavailable"  # 5xx or unreachable after the retry budget
+    TIMEOUT = "timeout"  # no data for longer than the idle timeout, or the total timeout passed
+    INTERRUPTED = "interrupted"  # the stream broke mid-answer or reported finish_reason=error
+
+
+class ModelError(Exception):
+    def __init__(
+        self, kind: ErrorKind, detail: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"{kind.value}: {detail}" + (f" (HTTP {status})" if status else ""))
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRYABLE_STATUSES or (self.status is None and self.kind is ErrorKind.UNAVAILABLE)
+
+
+def error_message(body: bytes) -> str:
+    """The human part of any of the error bodies Mistral is known to send; never raises."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body[:200].decode("utf-8", "replace") or "no details"
+    if isinstance(data, dict):
+        for key in ("message", "detail"):
+            value = data.get(key)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, list):  # FastAPI-style validation errors
+                return "; ".join(
+                    f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', '')}" for e in value if isinstance(e, dict)
+                )
+    return str(data)[:200]
+
+
+_STATUS_KINDS = {401: ErrorKind.AUTH, 403: ErrorKind.AUTH, 404: ErrorKind.MODEL, 400: ErrorKind.REFUSED,
+                 422: ErrorKind.REFUSED, 429: ErrorKind.RATE_LIMITED}
+
+
+def status_error(status: int, body: bytes, retry_after: float | None) -> ModelError:
+    kind = _STATUS_KINDS.get(status, ErrorKind.UNAVAILABLE if status >= 500 else ErrorKind.REFUSED)
+    return ModelError(kind, error_message(body), status=status, retry_after=retry_after)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    idle: float = 60.0  # the longest gap between two pieces of a stream
+    total: float = 600.0  # one answer, start to finish
+    retry_budget: float = 60.0  # time spent retrying a refused start
+
+
+RetryHook = Callable[[ModelError, int, float], Awaitable[None]]
+
+
+class MistralClient:
+    def __init__(
+        self, *, base_url: str, api_key: str, timeouts: Timeouts, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self._timeouts = timeouts
+        self._http = client or httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"},
+            timeout=httpx.Timeout(timeouts.idle, connect=timeouts.connect),
+        )
+        self._context: dict[str, int] = {}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def context_length(self, model: str) -> int:
+        """The model's context window from `GET /v1/models` (aliases move, so never hard-coded)."""
+        if model in self._context:
+            return self._context[model]
+        try:
+            response = await self._http.get("/v1/models", headers={"Accept": "application/json"})
+            response.raise_for_status()
+            for entry in response.json().get("data", []):
+                names = [entry.get("id"), *(entry.get("aliases") or [])]
+                length = entry.get("max_context_length")
+                if isinstance(length, int):
+                    for name in names:
+                        if isinstance(name, str):
+                            self._context.setdefault(name, length)
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.warning("could not read model context sizes (%s); assuming %d tokens", exc, DEFAULT_CONTEXT_TOKENS)
+        return self._context.setdefault(model, DEFAULT_CONTEXT_TOKENS)
+
+    async def stream(self, body: dict[str, Any], on_retry: RetryHook | None = None) -> AsyncIterator[Delta | Finish]:
+        """Stream one answer. Retries 429/5xx/unreachable *before the first chunk* within the retry budget."""
+        deadline = time.monotonic() + self._timeouts.retry_budget
+        attempt = 0
+        while True:
+            attempt += 1
+            started = False
+            try:
+                async for item in self._stream_once(body):
+                    started = True
+                    yield item
+                return
+            except ModelError as exc:
+                if started or not exc.retryable:
+                    raise
+                delay = backoff_delay(attempt, retry_after=exc.retry_after)
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("model API attempt %d failed (%s); retrying in %.1fs", attempt, exc, delay)
+                if on_retry is not None:
+                    await on_retry(exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _stream_once(self, body: dict[str, Any]) -> AsyncIterator[Delta | Finish]:
+        finished = False
+        try:
+            async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    raw = await response.aread()
+                    raise status_error(
+                        response.status_code, raw, parse_retry_after(response.headers.get("retry-after"))
+                    )
+                parser = SSEParser()
+                async for line in response.aiter_lines():
+                    data = parser.feed(line)
+                    if data is None:
+                        continue
+                    if data.strip() == DONE:
+                        finished = True
+                        break
+                    try:
+                        items = parse_chunk(data)
+                    except (ValueError, TypeError) as exc:
+                        raise ModelError(ErrorKind.INTERRUPTED, f"malformed chunk: {exc}") from exc
+                    for item in items:
+                        if isinstance(item, Finish):
+                            finished = True
+                            if item.reason == "error":
+                                raise ModelError(ErrorKind.INTERRUPTED, "the model reported finish_reason=error")
+                        yield item
+        except httpx.ConnectError as exc:
+            raise ModelError(ErrorKind.UNAVAILABLE, f"cannot connect: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise ModelError(ErrorKind.TIMEOUT, f"no data for {self._timeouts.idle:g}s") from exc
+        except httpx.HTTPError as exc:
+            raise ModelError(ErrorKind.INTERRUPTED, f"stream broke: {exc!r}") from exc
+        if not finished:
+            raise ModelError(ErrorKind.INTERRUPTED, "the stream ended before the answer was complete")

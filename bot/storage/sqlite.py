@@ -1,0 +1,231 @@
+"""The SQLite backend (`aiosqlite`, WAL mode).
+
+One connection serves the process. Every write runs as one transaction under an asyncio lock, because
+statements from different coroutines would otherwise interleave inside each other's transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from bot.core.params import ModelParams
+from bot.storage.base import (
+    UNFINISHED,
+    Conversation,
+    NewMessage,
+    Persona,
+    Status,
+    StoredMessage,
+    ThreadKey,
+    Turn,
+    UnfinishedAnswer,
+    Usage,
+)
+from bot.storage.migrations import migrate
+
+# Statuses whose text belongs in the model's history.
+_IN_HISTORY = (Status.COMPLETE, Status.PARTIAL)
+
+
+class SQLiteStore:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str) -> SQLiteStore:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await migrate(db)
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.rollback()
+                raise
+            await self._db.commit()
+
+    async def _rows(self, sql: str, args: Iterable[object] = ()) -> list[aiosqlite.Row]:
+        async with self._db.execute(sql, tuple(args)) as cursor:
+            return list(await cursor.fetchall())
+
+    # conversations -----------------------------------------------------------------------------
+
+    async def get_conversation(self, key: ThreadKey) -> Conversation | None:
+        rows = await self._rows(
+            "SELECT id, system_prompt, persona, params FROM conversations "
+            "WHERE team_id = ? AND channel_id = ? AND thread_ts = ?",
+            (key.team_id, key.channel_id, key.thread_ts),
+        )
+        if not rows:
+            return None
+        conv_id, prompt, name, params = rows[0]
+        return Conversation(conv_id, key, Persona(prompt, ModelParams.from_json(params), name))
+
+    async def claim_turn(self, key: ThreadKey, persona: Persona, message: NewMessage) -> Turn | None:
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO conversations (team_id, channel_id, thread_ts, system_prompt, persona, params, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (key.team_id, key.channel_id, key.thread_ts, persona.system_prompt, persona.name,
+                 persona.params.to_json(), now),
+            )
+            created = cursor.rowcount == 1
+            conversation = await self.get_conversation(key)
+            assert conversation is not None
+            cursor = await db.execute(
+                "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, created_at, "
+                "updated_at) VALUES (?, 'user', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (conversation.id, message.text, message.slack_user, message.slack_ts, Status.COMPLETE, now, now),
+            )
+            if cursor.rowcount == 0:
+                return None  # already claimed: the transaction commits nothing new
+            user_id = cursor.lastrowid
+            cursor = await db.execute(
+                "INSERT INTO messages (conversation_id, role, text, reply_to, status, created_at, updated_at) "
+                "VALUES (?, 'assistant', '', ?, ?, ?, ?)",
+                (conversation.id, user_id, Status.PENDING, now, now),
+            )
+            assert user_id is not None and cursor.lastrowid is not None
+            return Turn(
+                conversation=conversation,
+                user_message_id=user_id,
+                answer_id=cursor.lastrowid,
+                user_ts=message.slack_ts,
+                created_conversation=created,
+            )
+
+    async def add_context(self, conversation_id: int, messages: list[NewMessage]) -> int:
+        now = time.time()
+        added = 0
+        async with self._transaction() as db:
+            for m in messages:
+                cursor = await db.execute(
+                    "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (conversation_id, m.role, m.text, m.slack_user, m.slack_ts, Status.COMPLETE, now, now),
+                )
+                added += cursor.rowcount
+        return added
+
+    async def history(self, conversation_id: int, up_to_ts: str) -> list[StoredMessage]:
+        # Slack ts strings are fixed-width ("1700000000.000100"), so text order is time order.
+        rows = await self._rows(
+            f"SELECT id, role, text, slack_user, slack_ts, status FROM messages "
+            f"WHERE conversation_id = ? AND slack_ts IS NOT NULL AND slack_ts <= ? "
+            f"AND status IN ({','.join('?' * len(_IN_HISTORY))}) AND text != '' ORDER BY slack_ts, id",
+            (conversation_id, up_to_ts, *_IN_HISTORY),
+        )
+        return [StoredMessage(r[0], r[1], r[2], r[3], r[4], Status(r[5])) for r in rows]
+
+    # answers ---------------------------------------------------------------------------------------
+
+    async def save_answer(
+        self,
+        answer_id: int,
+        *,
+        text: str,
+        status: Status,
+        slack_parts: list[str],
+        finish_reason: str | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE messages SET text = ?, status = ?, slack_parts = ?, slack_ts = ?, "
+                "finish_reason = COALESCE(?, finish_reason), prompt_tokens = COALESCE(?, prompt_tokens), "
+                "completion_tokens = COALESCE(?, completion_tokens), total_tokens = COALESCE(?, total_tokens), "
+                "updated_at = ? WHERE id = ?",
+                (
+                    text,
+                    status,
+                    json.dumps(slack_parts),
+                    slack_parts[0] if slack_parts else None,
+                    finish_reason,
+                    usage.prompt_tokens if usage else None,
+                    usage.completion_tokens if usage else None,
+                    usage.total_tokens if usage else None,
+                    time.time(),
+                    answer_id,
+                ),
+            )
+
+    async def unfinished_answers(self) -> list[UnfinishedAnswer]:
+        rows = await self._rows(
+            f"SELECT m.id, c.team_id, c.channel_id, c.thread_ts, m.text, m.slack_parts "
+            f"FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            f"WHERE m.role = 'assistant' AND m.status IN ({','.join('?' * len(UNFINISHED))}) ORDER BY m.id",
+            UNFINISHED,
+        )
+        return [
+            UnfinishedAnswer(r[0], ThreadKey(r[1], r[2], r[3]), r[4], json.loads(r[5])) for r in rows
+        ]
+
+    # edits and deletions from Slack -----------------------------------------------------------------
+
+    async def edit_message(self, team_id: str, channel_id: str, slack_ts: str, text: str) -> bool:
+        return await self._update_user_message(team_id, channel_id, slack_ts, "text = ?", (text,))
+
+    async def delete_message(self, team_id: str, channel_id: str, slack_ts: str) -> bool:
+        return await self._update_user_message(team_id, channel_id, slack_ts, "status = ?", (Status.DELETED,))
+
+    async def _update_user_message(
+        self, team_id: str, channel_id: str, slack_ts: str, assignment: str, args: tuple[object, ...]
+    ) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE messages SET {assignment}, updated_at = ? WHERE role = 'user' AND slack_ts = ? "
+                "AND conversation_id IN (SELECT id FROM conversations WHERE team_id = ? AND channel_id = ?)",
+                (*args, time.time(), slack_ts, team_id, channel_id),
+            )
+            return cursor.rowcount > 0
+
+    # channel personas -----------------------------------------------------------------------------
+
+    async def get_channel_persona(self, team_id: str, channel_id: str) -> Persona | None:
+        rows = await self._rows(
+            "SELECT system_prompt, params, persona FROM channel_personas WHERE team_id = ? AND channel_id = ?",
+            (team_id, channel_id),
+        )
+        if not rows:
+            return None
+        prompt, params, name = rows[0]
+        return Persona(prompt, ModelParams.from_json(params), name)
+
+    async def set_channel_persona(
+        self, team_id: str, channel_id: str, persona: Persona | None, updated_by: str
+    ) -> None:
+        async with self._transaction() as db:
+            if persona is None:
+                await db.execute(
+                    "DELETE FROM channel_personas WHERE team_id = ? AND channel_id = ?", (team_id, channel_id)
+                )
+                return
+            await db.execute(
+                "INSERT INTO channel_personas (team_id, channel_id, persona, system_prompt, params, updated_by, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, channel_id) DO UPDATE SET "
+                "persona = excluded.persona, system_prompt = excluded.system_prompt, params = excluded.params, "
+                "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                (team_id, channel_id, persona.name, persona.system_prompt, persona.params.to_json(),
+                 updated_by, time.time()),
+            )

@@ -1,0 +1,202 @@
+"""A fake Mistral chat-completions endpoint on 127.0.0.1, refusing what the real one refuses.
+
+Unknown request fields get 422 `extra_forbidden`, role-order mistakes 400, unknown models 404, a wrong key
+401; streams are SSE with a padding key `p`, a role-only first chunk, usage on the last chunk, then
+`data: [DONE]`. Tests queue `Script`s to choose answers, pacing and faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import string
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+API_KEY = "test-mistral-key"
+MODELS = {"mistral-large-latest": 131_072, "mistral-small-latest": 32_768, "tiny-test-model": 1_024}
+
+ACCEPTED = {
+    "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed", "response_format",
+    "tools", "tool_choice", "presence_penalty", "frequency_penalty", "n", "safe_prompt", "prediction",
+    "parallel_tool_calls", "prompt_mode", "reasoning_effort", "metadata", "guardrails", "prompt_cache_key",
+    "service_tier",
+}
+MESSAGE_FIELDS = {
+    "system": {"role", "content"},
+    "user": {"role", "content"},
+    "assistant": {"role", "content", "tool_calls", "prefix"},
+    "tool": {"role", "content", "tool_call_id", "name"},
+}
+
+
+@dataclass
+class Script:
+    """One answer: `chunks` of text, or a fault. `status` answers before any stream."""
+
+    chunks: list[str] | None = None  # None: echo the question
+    finish_reason: str = "stop"
+    delay: float = 0.0  # seconds before each chunk
+    status: int | None = None
+    body: dict[str, Any] | str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    cut_after: int | None = None  # close the connection after this many text chunks, no [DONE]
+    hang_after: int | None = None  # stop sending (keep the connection open) after this many chunks
+
+
+def echo_answer(messages: list[dict[str, Any]]) -> str:
+    last = next(m for m in reversed(messages) if m["role"] == "user")
+    content = last["content"] if isinstance(last["content"], str) else json.dumps(last["content"])
+    return f"You said: {content}"
+
+
+class FakeMistral:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.scripts: deque[Script] = deque()
+        self.default_delay = 0.0
+        self.chunk_size = 12
+        self.hangs: list[asyncio.Event] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        for hang in self.hangs:
+            hang.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def queue(self, *scripts: Script) -> None:
+        self.scripts.extend(scripts)
+
+    @property
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if "messages" in r]
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return web.json_response({"detail": "Unauthorized"}, status=401)
+        return web.json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "max_context_length": size, "aliases": []}
+            for name, size in MODELS.items()
+        ]})
+
+    @staticmethod
+    def _error(status: int, body: dict[str, Any]) -> web.Response:
+        return web.json_response(body, status=status)
+
+    def _validate(self, request: web.Request, body: Any) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return self._error(401, {"message": "Unauthorized", "request_id": "req-1"})
+        if not isinstance(body, dict):
+            return self._error(422, {"detail": [{"loc": ["body"], "msg": "not an object", "type": "model_type"}]})
+        extra = sorted(set(body) - ACCEPTED)
+        if extra:
+            return self._error(422, {"detail": [
+                {"type": "extra_forbidden", "loc": ["body", k], "msg": "Extra inputs are not permitted"} for k in extra
+            ]})
+        if body.get("model") not in MODELS:
+            return self._error(404, {"object": "error", "message": f"Invalid model: {body.get('model')}",
+                                     "type": "invalid_model", "param": None, "code": "1500"})
+        temperature = body.get("temperature")
+        if temperature is not None and not 0 <= temperature <= 1.5:
+            return self._error(422, {"detail": [{"type": "less_than_equal", "loc": ["body", "temperature"],
+                                                 "msg": "Input should be less than or equal to 1.5"}]})
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._error(422, {"detail": [{"type": "missing", "loc": ["body", "messages"], "msg": "required"}]})
+        for i, m in enumerate(messages):
+            role = m.get("role")
+            if role not in MESSAGE_FIELDS or set(m) - MESSAGE_FIELDS[role]:
+                return self._error(422, {"detail": [{"type": "extra_forbidden", "loc": ["body", "messages", i],
+                                                     "msg": "Extra inputs are not permitted"}]})
+            if m.get("prefix") and i != len(messages) - 1:
+                return self._bad_request("An assistant message with prefix=True must be the last message")
+        last = messages[-1]
+        if last["role"] not in ("user", "tool") and not (last["role"] == "assistant" and last.get("prefix")):
+            return self._bad_request("Expected last role User or Tool (or Assistant with prefix True) for serving")
+        total = sum(len(str(m.get("content", ""))) for m in messages) // 4
+        if total > MODELS[body["model"]]:
+            return self._bad_request(f"Prompt contains {total} tokens, too large for model")
+        return None
+
+    def _bad_request(self, message: str) -> web.Response:
+        return self._error(400, {"object": "error", "message": message, "type": "invalid_request_message_order",
+                                 "param": None, "code": "3230"})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return self._error(400, {"detail": "Invalid JSON"})
+        self.requests.append(body if isinstance(body, dict) else {"invalid": body})
+        script = self.scripts.popleft() if self.scripts else Script()
+        if script.status is not None:
+            payload = script.body if script.body is not None else {"message": "fault", "type": "test"}
+            text = payload if isinstance(payload, str) else json.dumps(payload)
+            return web.Response(status=script.status, text=text, headers=script.headers,
+                                content_type="application/json")
+        refused = self._validate(request, body)
+        if refused is not None:
+            return refused
+        if not body.get("stream"):
+            return self._error(400, {"detail": "this fake only streams"})
+        return await self._stream(request, body, script)
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], script: Script) -> web.StreamResponse:
+        text = echo_answer(body["messages"]) if script.chunks is None else None
+        chunks = script.chunks if script.chunks is not None else [
+            text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)  # type: ignore[index]
+        ]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        chunk_id = f"cmpl-{random.randrange(10**9)}"
+
+        async def send(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> None:
+            payload: dict[str, Any] = {
+                "id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body["model"], "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "p": "".join(random.choices(string.ascii_letters, k=random.randint(1, 24))),
+            }
+            if usage:
+                payload["usage"] = usage
+            await response.write(f"data: {json.dumps(payload)}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        for i, chunk in enumerate(chunks):
+            if script.cut_after is not None and i == script.cut_after:
+                request.transport.close()  # type: ignore[union-attr]  # the connection drops mid-answer
+                return response
+            if script.hang_after is not None and i == script.hang_after:
+                hang = asyncio.Event()
+                self.hangs.append(hang)
+                await hang.wait()
+                return response
+            delay = script.delay or self.default_delay
+            if delay:
+                await asyncio.sleep(delay)
+            await send({"content": chunk})
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4
+        completion = max(1, sum(len(c) for c in chunks) // 4)
+        await send({"content": ""}, script.finish_reason,
+                   {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                    "total_tokens": prompt_tokens + completion})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response

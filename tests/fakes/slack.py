@@ -1,0 +1,340 @@
+"""A fake Slack on 127.0.0.1: the Web API, Socket Mode's websocket, response_url, and event delivery.
+
+It behaves as REFERENCE.md describes the real one: `ok: false` errors with HTTP 200, 429 with Retry-After
+past a method's limit, `msg_too_long` past 4,000 characters, app-level tokens for `apps.connections.open`,
+and signed HTTP event delivery. It keeps each message's current text so tests read what a person would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+from aiohttp import web
+
+BOT_TOKEN = "xoxb-test-bot-token"
+APP_TOKEN = "xapp-test-app-token"
+SIGNING_SECRET = "test-signing-secret-0123456789"
+TEAM = "T0TEAM"
+BOT_USER = "U0BOT"
+BOT_ID = "B0BOT"
+UPDATE_LIMIT = 4_000  # chat.update answers msg_too_long at about this length
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    thread_ts: str | None
+    user: str
+    bot_id: str | None = None
+    updates: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+    status: int
+    error: str | None
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.messages: dict[tuple[str, str], Message] = {}
+        self.calls: list[Call] = []
+        self.ephemerals: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []  # posts to response_url
+        # method → (calls, window seconds); past it: 429 with Retry-After
+        self.limits: dict[str, tuple[int, float]] = {}
+        self.retry_after = 1
+        self.rate_limited = 0
+        self.errors: dict[str, deque[str]] = {}  # method → errors to answer next, in order
+        self.not_in_channel: set[str] = set()
+        self.archived: set[str] = set()
+        self.thread_history_available = True
+        self.users: dict[str, str] = {}
+        self._ts = itertools.count(1)
+        self._windows: dict[str, deque[float]] = {}
+        self._socket: web.WebSocketResponse | None = None
+        self._socket_ready = asyncio.Event()
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._envelopes = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # server -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/socket", self._socket_handler)
+        app.router.add_post("/response/{id}", self._response_url)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def new_ts(self) -> str:
+        # Real ts values are epoch seconds with 6 decimals; a counter keeps them unique and ordered.
+        return f"{1_700_000_000 + next(self._ts)}.000100"
+
+    # Web API ----------------------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        raw = await request.read()
+        if request.content_type == "application/json":
+            args = json.loads(raw or b"{}")
+        else:
+            args = dict(parse_qsl(raw.decode()))
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.get("token", "")
+        status, body = self._dispatch(method, args, token)
+        self.calls.append(Call(method, args, time.monotonic(), status, None if body.get("ok") else body.get("error")))
+        headers = {"Retry-After": str(self.retry_after)} if status == 429 else {}
+        return web.json_response(body, status=status, headers=headers)
+
+    def _dispatch(self, method: str, args: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+        if method == "apps.connections.open":
+            if token != APP_TOKEN:
+                return 200, {"ok": False, "error": "invalid_auth"}
+            return 200, {"ok": True, "url": self.url.replace("http", "ws") + "/socket"}
+        if token != BOT_TOKEN:
+            return 200, {"ok": False, "error": "invalid_auth"}
+        if self._over_limit(method):
+            self.rate_limited += 1
+            return 429, {"ok": False, "error": "ratelimited"}
+        queued = self.errors.get(method)
+        if queued:
+            return 200, {"ok": False, "error": queued.popleft()}
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method"}
+        return 200, handler(args)
+
+    def _over_limit(self, method: str) -> bool:
+        if method not in self.limits:
+            return False
+        calls, window = self.limits[method]
+        now = time.monotonic()
+        recent = self._windows.setdefault(method, deque())
+        while recent and recent[0] <= now - window:
+            recent.popleft()
+        if len(recent) >= calls:
+            return True
+        recent.append(now)
+        return False
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://test.slack.com/", "team": "Test", "user": "mistral",
+                "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+
+    def _writable(self, channel: str) -> str | None:
+        if not channel:
+            return "channel_not_found"
+        if channel in self.archived:
+            return "is_archived"
+        if channel in self.not_in_channel:
+            return "not_in_channel"
+        return None
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        if channel.startswith("U"):  # posting to a user ID writes in the DM with them
+            channel = "D" + channel[1:]
+        error = self._writable(channel)
+        if error:
+            return {"ok": False, "error": error}
+        text = args.get("text") or ""
+        if not text:
+            return {"ok": False, "error": "no_text"}
+        if len(text) > 40_000:
+            return {"ok": False, "error": "msg_too_long"}
+        ts = self.new_ts()
+        thread_ts = args.get("thread_ts") or None
+        self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, BOT_USER, BOT_ID, history=[text])
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.user != BOT_USER:
+            return {"ok": False, "error": "cant_update_message"}
+        text = args.get("text") or ""
+        if not text:
+            return {"ok": False, "error": "no_text"}
+        if len(text) > UPDATE_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        message.text = text
+        message.updates += 1
+        message.history.append(text)
+        return {"ok": True, "channel": message.channel, "ts": message.ts, "text": text}
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        error = self._writable(str(args.get("channel", "")))
+        if error:
+            return {"ok": False, "error": error}
+        self.ephemerals.append(args)
+        return {"ok": True, "message_ts": self.new_ts()}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not self.thread_history_available:
+            return {"ok": False, "error": "ratelimited"}
+        channel, ts = str(args.get("channel")), str(args.get("ts"))
+        thread = sorted(
+            (m for m in self.messages.values() if m.channel == channel and (m.ts == ts or m.thread_ts == ts)),
+            key=lambda m: m.ts,
+        )
+        return {"ok": True, "messages": [
+            {"type": "message", "ts": m.ts, "text": m.text, "user": m.user, "thread_ts": m.thread_ts,
+             **({"bot_id": m.bot_id} if m.bot_id else {})} for m in thread
+        ]}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = str(args.get("user"))
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": {"id": user, "name": user.lower(), "profile": {"display_name": self.users[user]}}}
+
+    # reading what people see -------------------------------------------------------------------------
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """Messages in a thread, oldest first (the parent included when it is known)."""
+        return sorted(
+            (m for m in self.messages.values()
+             if m.channel == channel and (m.thread_ts == thread_ts or m.ts == thread_ts)),
+            key=lambda m: m.ts,
+        )
+
+    def bot_replies(self, channel: str, thread_ts: str) -> list[Message]:
+        return [m for m in self.thread(channel, thread_ts) if m.user == BOT_USER and m.ts != thread_ts]
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    # people writing: messages as Slack would deliver them --------------------------------------------
+
+    def user_message(self, channel: str, user: str, text: str, *, thread_ts: str | None = None,
+                     channel_type: str = "channel") -> dict[str, Any]:
+        """Record a person's message in the channel and return its `message` event."""
+        ts = self.new_ts()
+        self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, user, history=[text])
+        event: dict[str, Any] = {"type": "message", "channel": channel, "user": user, "text": text, "ts": ts,
+                                 "channel_type": channel_type, "team": TEAM, "event_ts": ts}
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return event
+
+    @staticmethod
+    def as_mention(event: dict[str, Any]) -> dict[str, Any]:
+        mention = {k: v for k, v in event.items() if k != "channel_type"}
+        mention["type"] = "app_mention"
+        return mention
+
+    @staticmethod
+    def envelope(event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+        return {"token": "legacy", "team_id": TEAM, "api_app_id": "A0APP", "type": "event_callback",
+                "event_id": event_id or f"Ev{event['type']}{event['ts']}", "event_time": int(time.time()),
+                "event": event, "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}
+
+    def command(self, command: str, text: str, *, user: str, channel: str) -> dict[str, str]:
+        return {"token": "legacy", "team_id": TEAM, "team_domain": "test", "channel_id": channel,
+                "channel_name": "general", "user_id": user, "user_name": user.lower(), "command": command,
+                "text": text, "api_app_id": "A0APP", "response_url": f"{self.url}/response/{self.new_ts()}",
+                "trigger_id": "1.2.3"}
+
+    # HTTP delivery (Events API and slash commands) --------------------------------------------------
+
+    @staticmethod
+    def sign(body: bytes, timestamp: int | None = None, secret: str = SIGNING_SECRET) -> dict[str, str]:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+    async def post_http(self, url: str, body: bytes, *, content_type: str = "application/json",
+                        headers: dict[str, str] | None = None, signed: bool = True) -> tuple[int, str]:
+        all_headers = {"Content-Type": content_type, **(self.sign(body) if signed else {}), **(headers or {})}
+        async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=all_headers) as r:
+            return r.status, await r.text()
+
+    async def deliver_http(self, url: str, event: dict[str, Any], *, retry_num: int | None = None,
+                           event_id: str | None = None) -> tuple[int, str]:
+        headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"} if retry_num else {}
+        body = json.dumps(self.envelope(event, event_id)).encode()
+        return await self.post_http(url, body, headers=headers)
+
+    async def command_http(self, url: str, payload: dict[str, str]) -> tuple[int, str]:
+        from urllib.parse import urlencode
+
+        return await self.post_http(url, urlencode(payload).encode(), content_type="application/x-www-form-urlencoded")
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
+
+    # Socket Mode ---------------------------------------------------------------------------------------
+
+    async def _socket_handler(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._socket = ws
+        await ws.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake"},
+                            "connection_info": {"app_id": "A0APP"}})
+        self._socket_ready.set()
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(msg.data)
+            future = self._acks.pop(data.get("envelope_id", ""), None)
+            if future is not None and not future.done():
+                future.set_result(data)
+        if self._socket is ws:
+            self._socket = None
+            self._socket_ready.clear()
+        return ws
+
+    async def socket_connected(self, timeout: float = 10) -> None:
+        await asyncio.wait_for(self._socket_ready.wait(), timeout)
+
+    async def send_envelope(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0,
+                            timeout: float = 3.0) -> dict[str, Any]:
+        """Send an envelope and return the app's ack; fails the test when no ack arrives within 3 s."""
+        await self.socket_connected()
+        assert self._socket is not None
+        envelope_id = f"env-{next(self._envelopes)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = future
+        await self._socket.send_json({
+            "envelope_id": envelope_id, "type": kind, "payload": payload,
+            "accepts_response_payload": kind != "events_api", "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+        })
+        return await asyncio.wait_for(future, timeout)
+
+    async def deliver_socket(self, event: dict[str, Any], *, retry_attempt: int = 0) -> dict[str, Any]:
+        return await self.send_envelope("events_api", self.envelope(event), retry_attempt=retry_attempt)
