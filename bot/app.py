@@ -71,6 +71,9 @@ async def create_bot(settings: Settings) -> Bot:
     )
     app = AsyncApp(
         client=client,
+        # Listeners only claim and queue work (milliseconds), so Slack's acknowledgement is sent after the
+        # message is safely stored: an ack never stands for a message the bot could still lose.
+        process_before_response=True,
         signing_secret=settings.slack_signing_secret or "",
         # Socket Mode traffic is authenticated by the app token; HTTP requests must be signed.
         request_verification_enabled=not settings.socket_mode,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -135,10 +135,31 @@ class Conversations:
         if turn is None:
             log.debug("message %s in %s already claimed", message.ts, message.channel_id)
             return None
-        task = asyncio.create_task(self._answer(turn, message, identity), name=f"turn-{message.ts}")
+        self._spawn(self._answer(turn, message, identity), f"turn-{message.ts}")
+        return turn
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` as a tracked task: shutdown waits for it, and nothing it raises is silently lost."""
+        task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return turn
+
+    def ask_in_background(
+        self, *, private_note: Callable[[str], Awaitable[None]], **question: Any
+    ) -> None:
+        async def run() -> None:
+            try:
+                note = await self.ask(**question)
+            except Exception:
+                log.exception("/ask failed")
+                note = UNEXPECTED_NOTE
+            if note:
+                try:
+                    await private_note(note)
+                except Exception:
+                    log.exception("could not send /ask's private note")
+
+        self._spawn(run(), "ask")
 
     async def ask(
         self, *, team_id: str, channel_id: str, user_id: str, question: str, identity: Identity

@@ -12,6 +12,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.app import Bot, create_bot
 from bot.config import Settings
+from bot.http import web_app
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ async def _socket_mode(bot: Bot, settings: Settings, stop: asyncio.Event, on_rea
 
 
 async def _http_mode(bot: Bot, settings: Settings, stop: asyncio.Event, on_ready: Ready | None) -> None:
-    runner = web.AppRunner(bot.app.web_app(path="/slack/events", port=settings.port))
+    runner = web.AppRunner(web_app(bot.app))
     await runner.setup()
     site = web.TCPSite(runner, "0.0.0.0", settings.port)
     await site.start()

@@ -37,16 +37,20 @@ def register(app: AsyncApp, conversations: Conversations) -> None:
         if not question or question.lower() == "help":
             await ack(response_type="ephemeral", text=ASK_USAGE)
             return
-        await ack()  # the model call happens after Slack has its acknowledgement
-        note = await conversations.ask(
+        await ack()
+
+        async def private_note(text: str) -> None:
+            await respond(response_type="ephemeral", text=text, replace_original=False)
+
+        # Posting and answering run in the background: Slack has its acknowledgement within 3 seconds.
+        conversations.ask_in_background(
             team_id=command.get("team_id") or context.team_id or "",
             channel_id=command["channel_id"],
             user_id=command["user_id"],
             question=question,
             identity=identity_of(context),
+            private_note=private_note,
         )
-        if note:
-            await respond(response_type="ephemeral", text=note, replace_original=False)
 
     @app.command("/persona")
     async def persona(ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:

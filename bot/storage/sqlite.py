@@ -129,11 +129,18 @@ class SQLiteStore:
         return added
 
     async def history(self, conversation_id: int, up_to_ts: str) -> list[StoredMessage]:
-        # Slack ts strings are fixed-width ("1700000000.000100"), so text order is time order.
+        # An answer sits right after the message it replies to, wherever its own Slack ts falls: a person
+        # may write again while the answer is still being written. Slack ts strings are fixed-width
+        # ("1700000000.000100"), so text order is time order.
         rows = await self._rows(
-            f"SELECT id, role, text, slack_user, slack_ts, status FROM messages "
-            f"WHERE conversation_id = ? AND slack_ts IS NOT NULL AND slack_ts <= ? "
-            f"AND status IN ({','.join('?' * len(_IN_HISTORY))}) AND text != '' ORDER BY slack_ts, id",
+            f"""
+            SELECT m.id, m.role, m.text, m.slack_user, m.slack_ts, m.status,
+                   COALESCE(q.slack_ts, m.slack_ts) AS position
+            FROM messages m LEFT JOIN messages q ON q.id = m.reply_to
+            WHERE m.conversation_id = ? AND position IS NOT NULL AND position <= ?
+              AND m.status IN ({','.join('?' * len(_IN_HISTORY))}) AND m.text != ''
+            ORDER BY position, m.id
+            """,
             (conversation_id, up_to_ts, *_IN_HISTORY),
         )
         return [StoredMessage(r[0], r[1], r[2], r[3], r[4], Status(r[5])) for r in rows]
