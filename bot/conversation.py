@@ -37,6 +37,7 @@ HELP = (
     "`/ask <question>` asks from anywhere; `/persona` shows or changes how I answer in this channel."
 )
 
+TRY_AGAIN = "Reply in the thread to try again."
 NOTES: dict[ErrorKind, str] = {
     ErrorKind.AUTH: "I couldn't reach the model: the Mistral API refused the bot's key. An admin should "
     "check `MISTRAL_API_KEY`.",
@@ -48,8 +49,8 @@ NOTES: dict[ErrorKind, str] = {
     "Please reply in the thread to try again in a minute.",
     ErrorKind.UNAVAILABLE: "The Mistral API is unavailable right now, even after retrying. "
     "Please reply in the thread to try again in a minute.",
-    ErrorKind.TIMEOUT: "The model stopped responding, so the answer is cut short. Reply in the thread to try again.",
-    ErrorKind.INTERRUPTED: "The model's stream broke off, so the answer is cut short. Reply in the thread to try again.",
+    ErrorKind.TIMEOUT: "The model stopped responding, so the answer is cut short. " + TRY_AGAIN,
+    ErrorKind.INTERRUPTED: "The model's stream broke off, so the answer is cut short. " + TRY_AGAIN,
 }
 LENGTH_NOTE = "The answer hit the length limit (`max_tokens`) and stops here."
 RESTART_NOTE = "The bot was restarted while writing this. Reply in the thread to try again."
@@ -129,9 +130,7 @@ class Conversations:
         """Claim `message` and answer it in the background; None if it was claimed before."""
         key = ThreadKey(message.team_id, message.channel_id, message.thread_ts)
         persona = await self.personas.current(message.team_id, message.channel_id)
-        turn = await self.store.claim_turn(
-            key, persona, NewMessage("user", message.text, message.ts, message.user_id)
-        )
+        turn = await self.store.claim_turn(key, persona, NewMessage("user", message.text, message.ts, message.user_id))
         if turn is None:
             log.debug("message %s in %s already claimed", message.ts, message.channel_id)
             return None
@@ -144,9 +143,7 @@ class Conversations:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def ask_in_background(
-        self, *, private_note: Callable[[str], Awaitable[None]], **question: Any
-    ) -> None:
+    def ask_in_background(self, *, private_note: Callable[[str], Awaitable[None]], **question: Any) -> None:
         async def run() -> None:
             try:
                 note = await self.ask(**question)
@@ -187,8 +184,15 @@ class Conversations:
                 return f"I can't post in this channel: {CANNOT_POST[exc.error]}"
             channel_id, ts = str(data["channel"]), str(data["ts"])
             note = f"I can't post in that channel: {CANNOT_POST[exc.error]} I've answered you in our DM instead."
-        message = Incoming(team_id=team_id, channel_id=channel_id, ts=ts, thread_ts=ts, user_id=user_id,
-                           text=question, channel_type="im" if channel_id.startswith("D") else "channel")
+        message = Incoming(
+            team_id=team_id,
+            channel_id=channel_id,
+            ts=ts,
+            thread_ts=ts,
+            user_id=user_id,
+            text=question,
+            channel_type="im" if channel_id.startswith("D") else "channel",
+        )
         await self.submit(message, identity)
         return note
 
@@ -210,8 +214,7 @@ class Conversations:
         answer = ""
 
         async def save(status: Status, **extra: Any) -> None:
-            await self.store.save_answer(turn.answer_id, text=answer, status=status, slack_parts=writer.parts,
-                                         **extra)
+            await self.store.save_answer(turn.answer_id, text=answer, status=status, slack_parts=writer.parts, **extra)
 
         async def progress(_: str, __: list[str]) -> None:
             await save(Status.STREAMING)
@@ -241,8 +244,13 @@ class Conversations:
                 usage = _usage(finish)
                 await save(Status.COMPLETE, finish_reason=finish.reason if finish else None, usage=usage)
                 if usage:
-                    log.info("answered %s in %s: %d prompt + %d completion tokens", message.ts,
-                             key.channel_id, usage.prompt_tokens, usage.completion_tokens)
+                    log.info(
+                        "answered %s in %s: %d prompt + %d completion tokens",
+                        message.ts,
+                        key.channel_id,
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                    )
         except ModelError as exc:
             answer = writer.raw  # what reached Slack is what the history keeps
             log.warning("model error answering %s in %s: %s", message.ts, key.channel_id, exc)
@@ -278,12 +286,14 @@ class Conversations:
     async def _undeliverable(self, exc: SlackCallError, message: Incoming) -> None:
         log.warning("cannot write to %s (%s): %s", message.channel_id, exc.method, exc.error)
         if exc.error in CANNOT_POST:
-            await self.out.ephemeral(message.team_id, message.channel_id, message.user_id,
-                                     f"I couldn't post my answer there: {CANNOT_POST[exc.error]}")
+            await self.out.ephemeral(
+                message.team_id,
+                message.channel_id,
+                message.user_id,
+                f"I couldn't post my answer there: {CANNOT_POST[exc.error]}",
+            )
 
-    async def _stream(
-        self, prompt: Prompt, params: ModelParams, writer: AnswerWriter
-    ) -> tuple[str, Finish | None]:
+    async def _stream(self, prompt: Prompt, params: ModelParams, writer: AnswerWriter) -> tuple[str, Finish | None]:
         body = request_body(params, prompt.messages)
         shown = PrefixedAnswer(params.prefix)
         json_fence = params.json_answers
@@ -324,8 +334,12 @@ class Conversations:
             if m.role == "assistant":
                 turns.append(HistoryTurn("assistant", m.text))
                 continue
-            text = readable(strip_leading_mention(m.text, identity.bot_user_id), names=names,
-                            bot_user_id=identity.bot_user_id, bot_name=identity.bot_name)
+            text = readable(
+                strip_leading_mention(m.text, identity.bot_user_id),
+                names=names,
+                bot_user_id=identity.bot_user_id,
+                bot_name=identity.bot_name,
+            )
             if text:  # a bare mention asks for help, not for the model
                 turns.append(HistoryTurn("user", text, speaker=names.get(m.slack_user or "")))
         context = self._context_tokens or await self.model.context_length(params.model or "")
@@ -344,8 +358,12 @@ class Conversations:
         key = turn.conversation.key
         try:
             data = await self.out.call(
-                key.team_id, "conversations.replies", retry_rate_limited=False,
-                channel=key.channel_id, ts=key.thread_ts, limit=100,
+                key.team_id,
+                "conversations.replies",
+                retry_rate_limited=False,
+                channel=key.channel_id,
+                ts=key.thread_ts,
+                limit=100,
             )
         except (SlackCallError, RateLimited) as exc:
             log.info("no thread history from Slack for %s (%s); answering without it", key.thread_ts, exc)

@@ -23,8 +23,9 @@ def web_app(app: AsyncApp, path: str = "/slack/events") -> web.Application:
     async def slack_request(request: web.Request) -> web.Response:
         raw = await request.read()
         try:
-            bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
-                                            headers=dict(request.headers))
+            bolt_request = AsyncBoltRequest(
+                body=raw.decode("utf-8"), query=request.query_string, headers=dict(request.headers)
+            )
         except (ValueError, AttributeError, TypeError, KeyError, IndexError):
             # Undecodable bytes, broken JSON or form data, or JSON of the wrong shape: Bolt's parsing
             # assumes a well-formed Slack payload.

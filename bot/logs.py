@@ -25,7 +25,13 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(
-        RedactSecrets([settings.slack_bot_token, settings.slack_app_token or "", settings.mistral_api_key,
-                       settings.slack_signing_secret or ""])
+        RedactSecrets(
+            [
+                settings.slack_bot_token,
+                settings.slack_app_token or "",
+                settings.mistral_api_key,
+                settings.slack_signing_secret or "",
+            ]
+        )
     )
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)

@@ -69,8 +69,14 @@ def error_message(body: bytes) -> str:
     return str(data)[:200]
 
 
-_STATUS_KINDS = {401: ErrorKind.AUTH, 403: ErrorKind.AUTH, 404: ErrorKind.MODEL, 400: ErrorKind.REFUSED,
-                 422: ErrorKind.REFUSED, 429: ErrorKind.RATE_LIMITED}
+_STATUS_KINDS = {
+    401: ErrorKind.AUTH,
+    403: ErrorKind.AUTH,
+    404: ErrorKind.MODEL,
+    400: ErrorKind.REFUSED,
+    422: ErrorKind.REFUSED,
+    429: ErrorKind.RATE_LIMITED,
+}
 
 
 def status_error(status: int, body: bytes, retry_after: float | None) -> ModelError:

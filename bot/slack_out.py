@@ -27,12 +27,26 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 # Errors that mean "this channel or message cannot take our text": retrying will not help.
-UNDELIVERABLE = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "restricted_action_thread_locked",
-    "message_not_found", "cant_update_message", "msg_blocks_too_long", "invalid_auth", "not_authed",
-    "token_revoked", "account_inactive", "missing_scope", "no_permission", "team_access_not_granted",
-    "restricted_action", "restricted_action_read_only_channel",
-})
+UNDELIVERABLE = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "restricted_action_thread_locked",
+        "message_not_found",
+        "cant_update_message",
+        "msg_blocks_too_long",
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "account_inactive",
+        "missing_scope",
+        "no_permission",
+        "team_access_not_granted",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+    }
+)
 
 
 class RateLimited(Exception):
@@ -157,8 +171,14 @@ class SlackOut:
 
     async def post(self, team_id: str, channel: str, text: str, *, thread_ts: str | None = None) -> str:
         data = await self.call(
-            team_id, "chat.postMessage", scope=channel, channel=channel, thread_ts=thread_ts, text=text,
-            unfurl_links=False, unfurl_media=False,
+            team_id,
+            "chat.postMessage",
+            scope=channel,
+            channel=channel,
+            thread_ts=thread_ts,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
         )
         return str(data["ts"])
 
@@ -168,8 +188,7 @@ class SlackOut:
     async def ephemeral(self, team_id: str, channel: str, user: str, text: str, thread_ts: str | None = None) -> bool:
         """A private note; False when Slack would not take it (the user is told nothing worse)."""
         try:
-            await self.call(team_id, "chat.postEphemeral", channel=channel, user=user, text=text,
-                            thread_ts=thread_ts)
+            await self.call(team_id, "chat.postEphemeral", channel=channel, user=user, text=text, thread_ts=thread_ts)
         except SlackCallError as exc:
             log.warning("could not send a private note to %s in %s: %s", user, channel, exc.error)
             return False
@@ -327,8 +346,14 @@ class AnswerWriter:
         while True:
             try:
                 await self.out.call(
-                    self.team_id, "chat.update", urgent=urgent, priority=self._priority,
-                    retry_rate_limited=urgent, channel=self.channel, ts=message.ts, text=text,
+                    self.team_id,
+                    "chat.update",
+                    urgent=urgent,
+                    priority=self._priority,
+                    retry_rate_limited=urgent,
+                    channel=self.channel,
+                    ts=message.ts,
+                    text=text,
                 )
             except SlackCallError as exc:
                 if exc.error == "msg_too_long" and self.limit > 500:

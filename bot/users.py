@@ -35,5 +35,10 @@ class UserDirectory:
             return None
         user = data.get("user") or {}
         profile = user.get("profile") or {}
-        return profile.get("display_name") or profile.get("real_name") or user.get("real_name") or \
-            user.get("name") or user_id
+        return (
+            profile.get("display_name")
+            or profile.get("real_name")
+            or user.get("real_name")
+            or user.get("name")
+            or user_id
+        )

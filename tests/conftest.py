@@ -96,7 +96,7 @@ class Harness:
     async def kill(self) -> None:
         """Like SIGKILL: the serving task dies at once; nothing gets to finish or clean up politely."""
         assert self._task is not None and self.bot is not None
-        for task in list(self.bot.conversations._tasks):  # noqa: SLF001
+        for task in list(self.bot.conversations._tasks):
             task.cancel()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
@@ -131,7 +131,7 @@ class Harness:
             if time.monotonic() > deadline:
                 raise AssertionError("the bot did not settle")
             await asyncio.sleep(0.03)
-            if self.bot.conversations._tasks:  # noqa: SLF001
+            if self.bot.conversations._tasks:
                 quiet = 0
                 await asyncio.wait_for(self.bot.conversations.wait_idle(), max(deadline - time.monotonic(), 0.1))
             else:
@@ -156,8 +156,9 @@ async def mistral() -> AsyncIterator[fm.FakeMistral]:
 
 
 @pytest.fixture(params=["http", "socket"])
-async def harness(request: pytest.FixtureRequest, slack: fs.FakeSlack, mistral: fm.FakeMistral,
-                  tmp_path: Path) -> AsyncIterator[Harness]:
+async def harness(
+    request: pytest.FixtureRequest, slack: fs.FakeSlack, mistral: fm.FakeMistral, tmp_path: Path
+) -> AsyncIterator[Harness]:
     h = Harness(slack, mistral, tmp_path, request.param)
     yield h
     await h.stop()

@@ -138,10 +138,13 @@ async def test_a_mention_inside_an_existing_thread_reads_that_thread_once(harnes
     await harness.deliver(slack.as_mention(ask))
     await harness.settle()
     sent = harness.mistral.chat_requests[-1]["messages"]
-    assert sent[1:] == [{
-        "role": "user",
-        "content": "[Ada] Our deploy failed with exit code 137\n\n[Bob] Probably memory\n\n[Ada] what does 137 mean?",
-    }]
+    assert sent[1:] == [
+        {
+            "role": "user",
+            "content": "[Ada] Our deploy failed with exit code 137\n\n[Bob] Probably memory"
+            "\n\n[Ada] what does 137 mean?",
+        }
+    ]
     follow = slack.user_message(CHANNEL, "U0BOB", "thanks, and 139?", thread_ts=root["ts"])
     await harness.deliver(follow)
     await harness.settle()
@@ -172,8 +175,9 @@ async def test_a_long_answer_continues_in_further_messages_with_nothing_lost(har
     # Code split across messages is closed and reopened, so each message renders on its own.
     assert all(r.text.count("```") % 2 == 0 for r in replies)
     rendered, _ = to_mrkdwn(answer)
-    assert shown.replace("```\n```\n", "").replace("\n", "").replace(" ", "") == \
-        rendered.replace("\n", "").replace(" ", "")
+    assert shown.replace("```\n```\n", "").replace("\n", "").replace(" ", "") == rendered.replace("\n", "").replace(
+        " ", ""
+    )
 
 
 async def test_threads_run_concurrently_and_turns_in_one_thread_in_order(harness: Harness) -> None:
@@ -194,7 +198,10 @@ async def test_threads_run_concurrently_and_turns_in_one_thread_in_order(harness
     await harness.settle()
     last = harness.mistral.chat_requests[-1]["messages"]
     assert [m["content"] for m in last[-3:]] == [
-        "[Ada] first follow-up", "You said: [Ada] first follow-up", "[Bob] second follow-up"]
+        "[Ada] first follow-up",
+        "You said: [Ada] first follow-up",
+        "[Bob] second follow-up",
+    ]
     assert time.monotonic() - started < 60  # sanity bound only; speed lives in bench/
 
 

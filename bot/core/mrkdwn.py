@@ -44,7 +44,8 @@ def _convert_line(line: str) -> str:
         return "──────────"
     heading = _HEADING.match(line)
     if heading:
-        return f"*{_inline(heading.group(1)).strip('*')}*"
+        # A heading is bold as a whole; bold inside it would end the bold early.
+        return f"*{_inline(heading.group(1).replace('**', '').replace('__', ''))}*"
     bullet = _BULLET.match(line)
     if bullet:
         indent = len(bullet.group(1).expandtabs(4)) // 2

@@ -48,9 +48,7 @@ class ModelParams:
             raise ParamError("random_seed must be zero or more", "MISTRAL_RANDOM_SEED")
         if self.stop is not None:
             if len(self.stop) > MAX_STOP_SEQUENCES or any(not s for s in self.stop):
-                raise ParamError(
-                    f"stop takes 1 to {MAX_STOP_SEQUENCES} non-empty sequences", "MISTRAL_STOP"
-                )
+                raise ParamError(f"stop takes 1 to {MAX_STOP_SEQUENCES} non-empty sequences", "MISTRAL_STOP")
         if self.prefix is not None and not self.prefix:
             raise ParamError("prefix must not be empty")
 

@@ -78,7 +78,5 @@ def content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text"
-        )
+        return "".join(c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
     return ""

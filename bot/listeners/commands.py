@@ -30,9 +30,7 @@ PERSONA_USAGE = (
 
 def register(app: AsyncApp, conversations: Conversations) -> None:
     @app.command("/ask")
-    async def ask(
-        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
-    ) -> None:
+    async def ask(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
         question = (command.get("text") or "").strip()
         if not question or question.lower() == "help":
             await ack(response_type="ephemeral", text=ASK_USAGE)
@@ -65,8 +63,7 @@ def register(app: AsyncApp, conversations: Conversations) -> None:
         await ack(response_type="ephemeral", text=text)
 
 
-async def persona_reply(conversations: Conversations, *, team_id: str, channel_id: str, user_id: str,
-                        text: str) -> str:
+async def persona_reply(conversations: Conversations, *, team_id: str, channel_id: str, user_id: str, text: str) -> str:
     personas = conversations.personas
     try:
         cmd = parse_persona_command(text)

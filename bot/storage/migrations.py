@@ -60,8 +60,7 @@ async def m002_messages(db: aiosqlite.Connection) -> None:
         """
     )
     await db.execute(
-        "CREATE UNIQUE INDEX messages_slack_ts ON messages (conversation_id, slack_ts) "
-        "WHERE slack_ts IS NOT NULL"
+        "CREATE UNIQUE INDEX messages_slack_ts ON messages (conversation_id, slack_ts) WHERE slack_ts IS NOT NULL"
     )
     await db.execute("CREATE INDEX messages_status ON messages (status)")
 

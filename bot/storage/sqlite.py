@@ -87,8 +87,15 @@ class SQLiteStore:
             cursor = await db.execute(
                 "INSERT INTO conversations (team_id, channel_id, thread_ts, system_prompt, persona, params, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (key.team_id, key.channel_id, key.thread_ts, persona.system_prompt, persona.name,
-                 persona.params.to_json(), now),
+                (
+                    key.team_id,
+                    key.channel_id,
+                    key.thread_ts,
+                    persona.system_prompt,
+                    persona.name,
+                    persona.params.to_json(),
+                    now,
+                ),
             )
             created = cursor.rowcount == 1
             conversation = await self.get_conversation(key)
@@ -138,7 +145,7 @@ class SQLiteStore:
                    COALESCE(q.slack_ts, m.slack_ts) AS position
             FROM messages m LEFT JOIN messages q ON q.id = m.reply_to
             WHERE m.conversation_id = ? AND position IS NOT NULL AND position <= ?
-              AND m.status IN ({','.join('?' * len(_IN_HISTORY))}) AND m.text != ''
+              AND m.status IN ({",".join("?" * len(_IN_HISTORY))}) AND m.text != ''
             ORDER BY position, m.id
             """,
             (conversation_id, up_to_ts, *_IN_HISTORY),
@@ -184,9 +191,7 @@ class SQLiteStore:
             f"WHERE m.role = 'assistant' AND m.status IN ({','.join('?' * len(UNFINISHED))}) ORDER BY m.id",
             UNFINISHED,
         )
-        return [
-            UnfinishedAnswer(r[0], ThreadKey(r[1], r[2], r[3]), r[4], json.loads(r[5])) for r in rows
-        ]
+        return [UnfinishedAnswer(r[0], ThreadKey(r[1], r[2], r[3]), r[4], json.loads(r[5])) for r in rows]
 
     # edits and deletions from Slack -----------------------------------------------------------------
 
@@ -233,6 +238,13 @@ class SQLiteStore:
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, channel_id) DO UPDATE SET "
                 "persona = excluded.persona, system_prompt = excluded.system_prompt, params = excluded.params, "
                 "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-                (team_id, channel_id, persona.name, persona.system_prompt, persona.params.to_json(),
-                 updated_by, time.time()),
+                (
+                    team_id,
+                    channel_id,
+                    persona.name,
+                    persona.system_prompt,
+                    persona.params.to_json(),
+                    updated_by,
+                    time.time(),
+                ),
             )

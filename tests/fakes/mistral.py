@@ -22,9 +22,28 @@ API_KEY = "test-mistral-key"
 MODELS = {"mistral-large-latest": 131_072, "mistral-small-latest": 32_768, "tiny-test-model": 1_024}
 
 ACCEPTED = {
-    "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed", "response_format",
-    "tools", "tool_choice", "presence_penalty", "frequency_penalty", "n", "safe_prompt", "prediction",
-    "parallel_tool_calls", "prompt_mode", "reasoning_effort", "metadata", "guardrails", "prompt_cache_key",
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stream",
+    "stop",
+    "random_seed",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "safe_prompt",
+    "prediction",
+    "parallel_tool_calls",
+    "prompt_mode",
+    "reasoning_effort",
+    "metadata",
+    "guardrails",
+    "prompt_cache_key",
     "service_tier",
 }
 MESSAGE_FIELDS = {
@@ -92,10 +111,15 @@ class FakeMistral:
     async def _models(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return web.json_response({"detail": "Unauthorized"}, status=401)
-        return web.json_response({"object": "list", "data": [
-            {"id": name, "object": "model", "max_context_length": size, "aliases": []}
-            for name, size in MODELS.items()
-        ]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "max_context_length": size, "aliases": []}
+                    for name, size in MODELS.items()
+                ],
+            }
+        )
 
     @staticmethod
     def _error(status: int, body: dict[str, Any]) -> web.Response:
@@ -108,24 +132,58 @@ class FakeMistral:
             return self._error(422, {"detail": [{"loc": ["body"], "msg": "not an object", "type": "model_type"}]})
         extra = sorted(set(body) - ACCEPTED)
         if extra:
-            return self._error(422, {"detail": [
-                {"type": "extra_forbidden", "loc": ["body", k], "msg": "Extra inputs are not permitted"} for k in extra
-            ]})
+            return self._error(
+                422,
+                {
+                    "detail": [
+                        {"type": "extra_forbidden", "loc": ["body", k], "msg": "Extra inputs are not permitted"}
+                        for k in extra
+                    ]
+                },
+            )
         if body.get("model") not in MODELS:
-            return self._error(404, {"object": "error", "message": f"Invalid model: {body.get('model')}",
-                                     "type": "invalid_model", "param": None, "code": "1500"})
+            return self._error(
+                404,
+                {
+                    "object": "error",
+                    "message": f"Invalid model: {body.get('model')}",
+                    "type": "invalid_model",
+                    "param": None,
+                    "code": "1500",
+                },
+            )
         temperature = body.get("temperature")
         if temperature is not None and not 0 <= temperature <= 1.5:
-            return self._error(422, {"detail": [{"type": "less_than_equal", "loc": ["body", "temperature"],
-                                                 "msg": "Input should be less than or equal to 1.5"}]})
+            return self._error(
+                422,
+                {
+                    "detail": [
+                        {
+                            "type": "less_than_equal",
+                            "loc": ["body", "temperature"],
+                            "msg": "Input should be less than or equal to 1.5",
+                        }
+                    ]
+                },
+            )
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return self._error(422, {"detail": [{"type": "missing", "loc": ["body", "messages"], "msg": "required"}]})
         for i, m in enumerate(messages):
             role = m.get("role")
             if role not in MESSAGE_FIELDS or set(m) - MESSAGE_FIELDS[role]:
-                return self._error(422, {"detail": [{"type": "extra_forbidden", "loc": ["body", "messages", i],
-                                                     "msg": "Extra inputs are not permitted"}]})
+                return self._error(
+                    422,
+                    {
+                        "detail": [
+                            {
+                                "type": "extra_forbidden",
+                                "loc": ["body", "messages", i],
+                                "msg": "Extra inputs are not permitted",
+                            }
+                        ]
+                    },
+                )
             if m.get("prefix") and i != len(messages) - 1:
                 return self._bad_request("An assistant message with prefix=True must be the last message")
         last = messages[-1]
@@ -137,8 +195,16 @@ class FakeMistral:
         return None
 
     def _bad_request(self, message: str) -> web.Response:
-        return self._error(400, {"object": "error", "message": message, "type": "invalid_request_message_order",
-                                 "param": None, "code": "3230"})
+        return self._error(
+            400,
+            {
+                "object": "error",
+                "message": message,
+                "type": "invalid_request_message_order",
+                "param": None,
+                "code": "3230",
+            },
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -150,8 +216,9 @@ class FakeMistral:
         if script.status is not None:
             payload = script.body if script.body is not None else {"message": "fault", "type": "test"}
             text = payload if isinstance(payload, str) else json.dumps(payload)
-            return web.Response(status=script.status, text=text, headers=script.headers,
-                                content_type="application/json")
+            return web.Response(
+                status=script.status, text=text, headers=script.headers, content_type="application/json"
+            )
         refused = self._validate(request, body)
         if refused is not None:
             return refused
@@ -161,17 +228,25 @@ class FakeMistral:
 
     async def _stream(self, request: web.Request, body: dict[str, Any], script: Script) -> web.StreamResponse:
         text = echo_answer(body["messages"]) if script.chunks is None else None
-        chunks = script.chunks if script.chunks is not None else [
-            text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)  # type: ignore[index]
-        ]
+        chunks = (
+            script.chunks
+            if script.chunks is not None
+            else [
+                text[i : i + self.chunk_size]
+                for i in range(0, len(text), self.chunk_size)  # type: ignore[index]
+            ]
+        )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         chunk_id = f"cmpl-{random.randrange(10**9)}"
 
         async def send(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> None:
             payload: dict[str, Any] = {
-                "id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": body["model"], "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 "p": "".join(random.choices(string.ascii_letters, k=random.randint(1, 24))),
             }
             if usage:
@@ -194,9 +269,15 @@ class FakeMistral:
             await send({"content": chunk})
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4
         completion = max(1, sum(len(c) for c in chunks) // 4)
-        await send({"content": ""}, script.finish_reason,
-                   {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                    "total_tokens": prompt_tokens + completion})
+        await send(
+            {"content": ""},
+            script.finish_reason,
+            {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion,
+                "total_tokens": prompt_tokens + completion,
+            },
+        )
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -150,8 +150,15 @@ class FakeSlack:
         return False
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "url": "https://test.slack.com/", "team": "Test", "user": "mistral",
-                "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+        return {
+            "ok": True,
+            "url": "https://test.slack.com/",
+            "team": "Test",
+            "user": "mistral",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+        }
 
     def _writable(self, channel: str) -> str | None:
         if not channel:
@@ -210,10 +217,20 @@ class FakeSlack:
             (m for m in self.messages.values() if m.channel == channel and (m.ts == ts or m.thread_ts == ts)),
             key=lambda m: m.ts,
         )
-        return {"ok": True, "messages": [
-            {"type": "message", "ts": m.ts, "text": m.text, "user": m.user, "thread_ts": m.thread_ts,
-             **({"bot_id": m.bot_id} if m.bot_id else {})} for m in thread
-        ]}
+        return {
+            "ok": True,
+            "messages": [
+                {
+                    "type": "message",
+                    "ts": m.ts,
+                    "text": m.text,
+                    "user": m.user,
+                    "thread_ts": m.thread_ts,
+                    **({"bot_id": m.bot_id} if m.bot_id else {}),
+                }
+                for m in thread
+            ],
+        }
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = str(args.get("user"))
@@ -226,8 +243,11 @@ class FakeSlack:
     def thread(self, channel: str, thread_ts: str) -> list[Message]:
         """Messages in a thread, oldest first (the parent included when it is known)."""
         return sorted(
-            (m for m in self.messages.values()
-             if m.channel == channel and (m.thread_ts == thread_ts or m.ts == thread_ts)),
+            (
+                m
+                for m in self.messages.values()
+                if m.channel == channel and (m.thread_ts == thread_ts or m.ts == thread_ts)
+            ),
             key=lambda m: m.ts,
         )
 
@@ -239,13 +259,22 @@ class FakeSlack:
 
     # people writing: messages as Slack would deliver them --------------------------------------------
 
-    def user_message(self, channel: str, user: str, text: str, *, thread_ts: str | None = None,
-                     channel_type: str = "channel") -> dict[str, Any]:
+    def user_message(
+        self, channel: str, user: str, text: str, *, thread_ts: str | None = None, channel_type: str = "channel"
+    ) -> dict[str, Any]:
         """Record a person's message in the channel and return its `message` event."""
         ts = self.new_ts()
         self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, user, history=[text])
-        event: dict[str, Any] = {"type": "message", "channel": channel, "user": user, "text": text, "ts": ts,
-                                 "channel_type": channel_type, "team": TEAM, "event_ts": ts}
+        event: dict[str, Any] = {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "channel_type": channel_type,
+            "team": TEAM,
+            "event_ts": ts,
+        }
         if thread_ts:
             event["thread_ts"] = thread_ts
         return event
@@ -258,15 +287,32 @@ class FakeSlack:
 
     @staticmethod
     def envelope(event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
-        return {"token": "legacy", "team_id": TEAM, "api_app_id": "A0APP", "type": "event_callback",
-                "event_id": event_id or f"Ev{event['type']}{event['ts']}", "event_time": int(time.time()),
-                "event": event, "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}]}
+        return {
+            "token": "legacy",
+            "team_id": TEAM,
+            "api_app_id": "A0APP",
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{event['type']}{event['ts']}",
+            "event_time": int(time.time()),
+            "event": event,
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        }
 
     def command(self, command: str, text: str, *, user: str, channel: str) -> dict[str, str]:
-        return {"token": "legacy", "team_id": TEAM, "team_domain": "test", "channel_id": channel,
-                "channel_name": "general", "user_id": user, "user_name": user.lower(), "command": command,
-                "text": text, "api_app_id": "A0APP", "response_url": f"{self.url}/response/{self.new_ts()}",
-                "trigger_id": "1.2.3"}
+        return {
+            "token": "legacy",
+            "team_id": TEAM,
+            "team_domain": "test",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0APP",
+            "response_url": f"{self.url}/response/{self.new_ts()}",
+            "trigger_id": "1.2.3",
+        }
 
     # HTTP delivery (Events API and slash commands) --------------------------------------------------
 
@@ -276,14 +322,22 @@ class FakeSlack:
         digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
         return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
 
-    async def post_http(self, url: str, body: bytes, *, content_type: str = "application/json",
-                        headers: dict[str, str] | None = None, signed: bool = True) -> tuple[int, str]:
+    async def post_http(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        signed: bool = True,
+    ) -> tuple[int, str]:
         all_headers = {"Content-Type": content_type, **(self.sign(body) if signed else {}), **(headers or {})}
         async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=all_headers) as r:
             return r.status, await r.text()
 
-    async def deliver_http(self, url: str, event: dict[str, Any], *, retry_num: int | None = None,
-                           event_id: str | None = None) -> tuple[int, str]:
+    async def deliver_http(
+        self, url: str, event: dict[str, Any], *, retry_num: int | None = None, event_id: str | None = None
+    ) -> tuple[int, str]:
         headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"} if retry_num else {}
         body = json.dumps(self.envelope(event, event_id)).encode()
         return await self.post_http(url, body, headers=headers)
@@ -303,8 +357,14 @@ class FakeSlack:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._socket = ws
-        await ws.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake"},
-                            "connection_info": {"app_id": "A0APP"}})
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "fake"},
+                "connection_info": {"app_id": "A0APP"},
+            }
+        )
         self._socket_ready.set()
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
@@ -321,19 +381,25 @@ class FakeSlack:
     async def socket_connected(self, timeout: float = 10) -> None:
         await asyncio.wait_for(self._socket_ready.wait(), timeout)
 
-    async def send_envelope(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0,
-                            timeout: float = 3.0) -> dict[str, Any]:
+    async def send_envelope(
+        self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, timeout: float = 3.0
+    ) -> dict[str, Any]:
         """Send an envelope and return the app's ack; fails the test when no ack arrives within 3 s."""
         await self.socket_connected()
         assert self._socket is not None
         envelope_id = f"env-{next(self._envelopes)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._acks[envelope_id] = future
-        await self._socket.send_json({
-            "envelope_id": envelope_id, "type": kind, "payload": payload,
-            "accepts_response_payload": kind != "events_api", "retry_attempt": retry_attempt,
-            "retry_reason": "timeout" if retry_attempt else "",
-        })
+        await self._socket.send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": retry_attempt,
+                "retry_reason": "timeout" if retry_attempt else "",
+            }
+        )
         return await asyncio.wait_for(future, timeout)
 
     async def deliver_socket(self, event: dict[str, Any], *, retry_attempt: int = 0) -> dict[str, Any]:

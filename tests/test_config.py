@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from bot.config import ConfigError, load_settings
+
+BASE = {"SLACK_BOT_TOKEN": "xoxb-1-secret", "SLACK_SIGNING_SECRET": "sig-secret", "MISTRAL_API_KEY": "mk-secret"}
+
+
+def test_defaults() -> None:
+    s = load_settings(BASE)
+    assert not s.socket_mode
+    assert s.slack_api_url == "https://slack.com/api/"
+    assert s.mistral_base_url == "https://api.mistral.ai"
+    assert s.model.model == "mistral-large-latest"
+    assert s.database_path == "bot.db" and s.port == 3000 and s.log_level == "INFO"
+    assert "secret" not in repr(s)
+
+
+def test_socket_mode_needs_no_signing_secret_and_urls_are_normalised() -> None:
+    s = load_settings(
+        {
+            **{k: v for k, v in BASE.items() if k != "SLACK_SIGNING_SECRET"},
+            "SLACK_APP_TOKEN": "xapp-1",
+            "SLACK_API_URL": "http://127.0.0.1:9/api",
+            "MISTRAL_BASE_URL": "http://localhost:8000/",
+            "DATABASE_URL": "sqlite:////var/x.db",
+            "MISTRAL_STOP": '["END"]',
+            "MISTRAL_TEMPERATURE": "0.3",
+            "PERSONA_ADMINS": "U1, U2",
+        }
+    )
+    assert s.socket_mode and s.slack_api_url == "http://127.0.0.1:9/api/"
+    assert s.mistral_base_url == "http://localhost:8000" and s.database_path == "/var/x.db"
+    assert s.model.stop == ("END",) and s.model.temperature == 0.3
+    assert s.persona_admins == frozenset({"U1", "U2"})
+
+
+@pytest.mark.parametrize(
+    "change,name",
+    [
+        ({"SLACK_BOT_TOKEN": ""}, "SLACK_BOT_TOKEN"),
+        ({"SLACK_BOT_TOKEN": "xoxp-user-token"}, "SLACK_BOT_TOKEN"),
+        ({"SLACK_APP_TOKEN": "xoxb-wrong"}, "SLACK_APP_TOKEN"),
+        ({"SLACK_SIGNING_SECRET": ""}, "SLACK_SIGNING_SECRET"),
+        ({"MISTRAL_API_KEY": " "}, "MISTRAL_API_KEY"),
+        ({"SLACK_API_URL": "slack.com"}, "SLACK_API_URL"),
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"DATABASE_URL": "postgres://x"}, "DATABASE_URL"),
+        ({"MISTRAL_TEMPERATURE": "3"}, "MISTRAL_TEMPERATURE"),
+        ({"MISTRAL_TEMPERATURE": "nan"}, "MISTRAL_TEMPERATURE"),
+        ({"MISTRAL_TOP_P": "0"}, "MISTRAL_TOP_P"),
+        ({"MISTRAL_SAFE_PROMPT": "maybe"}, "MISTRAL_SAFE_PROMPT"),
+        ({"MISTRAL_MAX_TOKENS": "0"}, "MISTRAL_MAX_TOKENS"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"SLACK_STREAMING": "sometimes"}, "SLACK_STREAMING"),
+        ({"MISTRAL_IDLE_TIMEOUT": "-1"}, "MISTRAL_IDLE_TIMEOUT"),
+    ],
+)
+def test_a_bad_setting_names_itself_and_never_leaks_secrets(change: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, **change})
+    message = str(info.value)
+    assert name in message and "\n" not in message
+    assert "secret" not in message
