@@ -7,7 +7,8 @@ import pytest
 from bot.core.sse import Delta, Finish, SSEParser, parse_chunk
 
 STREAM = (
-    b'data: {"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"p":"x"}\n\n'
+    b'data: {"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],'
+    b'"p":"x"}\n\n'
     b": keep-alive\n\n"
     b'data: {"id":"1","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],"p":"abcdef"}\n\n'
     b'data: {"id":"1","choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[]},'
