@@ -79,7 +79,8 @@ class Harness:
         self._task = asyncio.create_task(serve(settings, self._stop, on_ready=ready.set_result))
         done, _ = await asyncio.wait({ready, self._task}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
         if self._task in done:
-            self._task.result()  # raises what start-up raised
+            task, self._task = self._task, None
+            task.result()  # raises what start-up raised
         self.bot = ready.result()
         if self.mode == "socket":
             await self.slack.socket_connected()
