@@ -25,7 +25,7 @@ from bot.core.sse import Delta, Finish
 from bot.core.tokens import TokenCounter
 from bot.mistral import ErrorKind, MistralClient, ModelError
 from bot.personas import Personas
-from bot.slack_out import AnswerWriter, RateLimited, SlackCallError, SlackOut
+from bot.slack_out import AnswerWriter, RateLimited, SlackCallError, SlackOut, with_notes
 from bot.storage import NewMessage, Status, Store, ThreadKey, Turn, Usage
 from bot.users import UserDirectory
 
@@ -67,9 +67,31 @@ CANNOT_POST = {
 TRUNCATED_NOTE = "Your message was too long for the model, so only its beginning was read."
 
 
-def note_md(text: str) -> str:
-    """A note under an answer, in the model's Markdown so it splits and renders like the rest."""
-    return f"\n\n_⚠️ {text}_"
+class _Answer:
+    """One answer in the making: what the model said (for the history) and the writer that shows it."""
+
+    def __init__(self, turn: Turn, writer: AnswerWriter, store: Store) -> None:
+        self.turn = turn
+        self.writer = writer
+        self.text = ""
+        self._store = store
+
+    def add(self, text: str) -> None:
+        self.text += text
+        self.writer.append(text)
+
+    @property
+    def unfinished_status(self) -> Status:
+        return Status.PARTIAL if self.text else Status.FAILED
+
+    async def save(self, status: Status, **extra: Any) -> None:
+        await self._store.save_answer(
+            self.turn.answer_id, text=self.text, status=status, slack_parts=self.writer.parts, **extra
+        )
+
+    async def progress(self) -> None:
+        """After each Slack update: the store holds at least what people can see."""
+        await self.save(Status.STREAMING)
 
 
 @dataclass(frozen=True)
@@ -211,38 +233,30 @@ class Conversations:
     async def _answer(self, turn: Turn, message: Incoming, identity: Identity) -> None:
         key = turn.conversation.key
         writer = AnswerWriter(self.out, key.team_id, key.channel_id, key.thread_ts)
-        answer = ""
-
-        async def save(status: Status, **extra: Any) -> None:
-            await self.store.save_answer(turn.answer_id, text=answer, status=status, slack_parts=writer.parts, **extra)
-
-        async def progress(_: str, __: list[str]) -> None:
-            await save(Status.STREAMING)
-
-        writer.on_progress = progress
+        answer = _Answer(turn, writer, self.store)
+        writer.on_progress = answer.progress
         try:
             async with self._thread_turn(key):
                 await writer.start()
-                await save(Status.STREAMING)
+                await answer.save(Status.STREAMING)
                 if not strip_leading_mention(message.text, identity.bot_user_id):
-                    answer = HELP  # a bare mention
-                    writer.append(HELP)
+                    answer.add(HELP)  # a bare mention
                     await writer.finish()
-                    await save(Status.COMPLETE)
+                    await answer.save(Status.COMPLETE)
                     return
                 if turn.created_conversation and message.in_thread:
                     await self._backfill(turn, message, identity)
                 params = self.personas.effective(turn.conversation.persona)
                 prompt = await self._prompt(turn, params, identity)
-                answer, finish = await self._stream(prompt, params, writer)
+                finish = await self._stream(prompt, params, answer)
                 notes = []
                 if prompt.truncated_question:
                     notes.append(TRUNCATED_NOTE)
                 if finish is not None and finish.reason in ("length", "model_length"):
                     notes.append(LENGTH_NOTE)
-                await writer.finish("".join(note_md(n) for n in notes))
+                await writer.finish(notes)
                 usage = _usage(finish)
-                await save(Status.COMPLETE, finish_reason=finish.reason if finish else None, usage=usage)
+                await answer.save(Status.COMPLETE, finish_reason=finish.reason if finish else None, usage=usage)
                 if usage:
                     log.info(
                         "answered %s in %s: %d prompt + %d completion tokens",
@@ -252,36 +266,33 @@ class Conversations:
                         usage.completion_tokens,
                     )
         except ModelError as exc:
-            answer = writer.raw  # what reached Slack is what the history keeps
             log.warning("model error answering %s in %s: %s", message.ts, key.channel_id, exc)
-            await self._end_with_note(writer, NOTES[exc.kind], save, partial=bool(answer))
+            await self._end_with_note(answer, NOTES[exc.kind])
         except SlackCallError as exc:
-            answer = writer.raw
             await writer.abort()
-            await save(Status.PARTIAL if answer else Status.FAILED)
+            await answer.save(answer.unfinished_status)
             await self._undeliverable(exc, message)
         except asyncio.CancelledError:
-            answer = writer.raw
-            await asyncio.shield(self._end_with_note(writer, SHUTDOWN_NOTE, save, partial=bool(answer)))
+            await asyncio.shield(self._end_with_note(answer, SHUTDOWN_NOTE))
             raise
         except Exception:
-            answer = writer.raw
             log.exception("unexpected error answering %s in %s", message.ts, key.channel_id)
-            await self._end_with_note(writer, UNEXPECTED_NOTE, save, partial=bool(answer))
+            await self._end_with_note(answer, UNEXPECTED_NOTE)
 
-    async def _end_with_note(
-        self, writer: AnswerWriter, note: str, save: Callable[[Status], Awaitable[None]], *, partial: bool
-    ) -> None:
+    async def _end_with_note(self, answer: _Answer, note: str) -> None:
         """Best effort: the thread shows the note and the store says partial/failed, whatever Slack does."""
+        writer = answer.writer
+        writer.on_progress = None  # the final status below must not be overwritten by a progress save
         try:
-            await save(Status.PARTIAL if partial else Status.FAILED)
             if writer.parts:
-                await asyncio.wait_for(writer.finish(note_md(note)), timeout=15)
+                await asyncio.wait_for(writer.finish([note]), timeout=15)
             else:  # stopped before the placeholder was posted
-                await self.out.post(writer.team_id, writer.channel, f"_⚠️ {note}_", thread_ts=writer.thread_ts)
+                await self.out.post(writer.team_id, writer.channel, with_notes("", [note]), thread_ts=writer.thread_ts)
         except (SlackCallError, RateLimited, TimeoutError) as exc:
             log.warning("could not show the failure note: %s", exc)
             await writer.abort()
+        finally:
+            await answer.save(answer.unfinished_status)
 
     async def _undeliverable(self, exc: SlackCallError, message: Incoming) -> None:
         log.warning("cannot write to %s (%s): %s", message.channel_id, exc.method, exc.error)
@@ -293,35 +304,29 @@ class Conversations:
                 f"I couldn't post my answer there: {CANNOT_POST[exc.error]}",
             )
 
-    async def _stream(self, prompt: Prompt, params: ModelParams, writer: AnswerWriter) -> tuple[str, Finish | None]:
+    async def _stream(self, prompt: Prompt, params: ModelParams, answer: _Answer) -> Finish | None:
         body = request_body(params, prompt.messages)
-        shown = PrefixedAnswer(params.prefix)
-        json_fence = params.json_answers
-        if json_fence:
-            writer.append("```\n")
-        answer = ""
+        prefixed = PrefixedAnswer(params.prefix)
+        if params.json_answers:
+            answer.writer.append("```\n")  # shown as a code block; stored as the bare JSON
         finish: Finish | None = None
 
         async def on_retry(exc: ModelError, attempt: int, delay: float) -> None:
-            writer.set_status(f"_The model is busy; trying again in {delay:.0f}s (attempt {attempt + 1})…_")
+            answer.writer.set_status(f"_The model is busy; trying again in {delay:.0f}s (attempt {attempt + 1})…_")
 
-        async with asyncio.timeout(self._total_timeout):
-            try:
+        try:
+            async with asyncio.timeout(self._total_timeout):
                 async for item in self.model.stream(body, on_retry=on_retry):
                     if isinstance(item, Delta):
-                        text = shown.feed(item.text)
-                        answer += text
-                        writer.append(text)
+                        answer.add(prefixed.feed(item.text))
                     else:
                         finish = item
-            except TimeoutError:
-                raise ModelError(ErrorKind.TIMEOUT, f"no complete answer within {self._total_timeout:g}s") from None
-        rest = shown.flush() if answer or params.prefix else ""
-        answer += rest
-        writer.append(rest)
-        if json_fence:
-            writer.append("\n```")
-        return answer, finish
+        except TimeoutError:
+            raise ModelError(ErrorKind.TIMEOUT, f"no complete answer within {self._total_timeout:g}s") from None
+        answer.add(prefixed.flush())
+        if params.json_answers:
+            answer.writer.append("\n```")
+        return finish
 
     async def _prompt(self, turn: Turn, params: ModelParams, identity: Identity) -> Prompt:
         key = turn.conversation.key
@@ -397,7 +402,7 @@ class Conversations:
         return len(unfinished)
 
     async def _show_interrupted(self, key: ThreadKey, text: str, parts: list[str]) -> None:
-        rendered = split_all(text + note_md(RESTART_NOTE))
+        rendered = split_all(with_notes(text, [RESTART_NOTE]))
         for i, part in enumerate(rendered):
             if i < len(parts):
                 if i == len(parts) - 1 or i == len(rendered) - 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +200,12 @@ CURSOR = " ▍"
 # An answer's intermediate updates are at least this far apart; the budget may space them further.
 MIN_UPDATE_INTERVAL = 1.0
 
-ProgressHook = Callable[[str, list[str]], Awaitable[None]]
+ProgressHook = Callable[[], Awaitable[None]]
+
+
+def with_notes(text: str, notes: Sequence[str]) -> str:
+    """An answer followed by its notes (interrupted, cut short...), each an italic warning line."""
+    return "\n\n".join([text] * bool(text) + [f"_⚠️ {note}_" for note in notes])
 
 
 @dataclass
@@ -227,7 +232,7 @@ class AnswerWriter:
     _offset: int = 0  # start of the raw text that the last message shows
     _opens_in_code: bool = False
     _status: str = THINKING
-    _note: str = ""
+    _notes: Sequence[str] = ()
     _final: bool = False
     _last_flush: float = 0.0
     _flushed_len: int = 0
@@ -257,9 +262,9 @@ class AnswerWriter:
         self.raw += text
         self._wake.set()
 
-    async def finish(self, note: str = "") -> None:
-        """Show the complete text (plus an optional note) and wait until Slack has it."""
-        self._note = note
+    async def finish(self, notes: Sequence[str] = ()) -> None:
+        """Show the complete text (and notes under it) and wait until Slack has it."""
+        self._notes = notes
         self._final = True
         self._wake.set()
         assert self._task is not None, "start() first"
@@ -313,7 +318,7 @@ class AnswerWriter:
         return (self.clock() - self._last_flush) + (len(self.raw) - self._flushed_len) / 200
 
     def _display(self) -> str:
-        return self.raw + self._note if self._final else self.raw
+        return with_notes(self.raw, self._notes) if self._final else self.raw
 
     async def _sync(self, final: bool) -> None:
         text = self._display()
@@ -331,14 +336,14 @@ class AnswerWriter:
             body = render_part(rest, opens_in_code=self._opens_in_code).text if fits and rest else "…"
             ts = await self.out.post(self.team_id, self.channel, body, thread_ts=self.thread_ts)
             self._messages.append(_Message(ts, body))
-        body = render_part(text[self._offset :], opens_in_code=self._opens_in_code).text
+        body = render_part(text[self._offset :], opens_in_code=self._opens_in_code).text.rstrip()
         if not final:
             body = body + CURSOR if body else self._status
         await self._show(self._messages[-1], body or "…", urgent=final)
         self._last_flush = self.clock()
         self._flushed_len = len(self.raw)
         if self.on_progress is not None:
-            await self.on_progress(self.raw, self.parts)
+            await self.on_progress()
 
     async def _show(self, message: _Message, text: str, *, urgent: bool) -> None:
         if message.shown == text:

@@ -77,6 +77,7 @@ def echo_answer(messages: list[dict[str, Any]]) -> str:
 class FakeMistral:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.request_times: list[float] = []
         self.scripts: deque[Script] = deque()
         self.default_delay = 0.0
         self.chunk_size = 12
@@ -212,6 +213,7 @@ class FakeMistral:
         except json.JSONDecodeError:
             return self._error(400, {"detail": "Invalid JSON"})
         self.requests.append(body if isinstance(body, dict) else {"invalid": body})
+        self.request_times.append(time.monotonic())
         script = self.scripts.popleft() if self.scripts else Script()
         if script.status is not None:
             payload = script.body if script.body is not None else {"message": "fault", "type": "test"}

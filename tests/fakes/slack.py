@@ -65,6 +65,8 @@ class FakeSlack:
         self.not_in_channel: set[str] = set()
         self.archived: set[str] = set()
         self.thread_history_available = True
+        self.update_limit = UPDATE_LIMIT
+        self.post_limit = 40_000  # text past this is truncated by Slack; tests lower it to force msg_too_long
         self.users: dict[str, str] = {}
         self._ts = itertools.count(1)
         self._windows: dict[str, deque[float]] = {}
@@ -179,7 +181,7 @@ class FakeSlack:
         text = args.get("text") or ""
         if not text:
             return {"ok": False, "error": "no_text"}
-        if len(text) > 40_000:
+        if len(text) > self.post_limit:
             return {"ok": False, "error": "msg_too_long"}
         ts = self.new_ts()
         thread_ts = args.get("thread_ts") or None
@@ -195,7 +197,7 @@ class FakeSlack:
         text = args.get("text") or ""
         if not text:
             return {"ok": False, "error": "no_text"}
-        if len(text) > UPDATE_LIMIT:
+        if len(text) > self.update_limit:
             return {"ok": False, "error": "msg_too_long"}
         message.text = text
         message.updates += 1
