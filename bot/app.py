@@ -68,6 +68,7 @@ async def create_bot(settings: Settings) -> Bot:
         users=UserDirectory(out),
         context_tokens=settings.context_tokens,
         total_timeout=settings.total_timeout,
+        streaming=settings.slack_streaming,
     )
     app = AsyncApp(
         client=client,

@@ -25,7 +25,7 @@ from bot.core.sse import Delta, Finish
 from bot.core.tokens import TokenCounter
 from bot.mistral import ErrorKind, MistralClient, ModelError
 from bot.personas import Personas
-from bot.slack_out import AnswerWriter, RateLimited, SlackCallError, SlackOut, with_notes
+from bot.slack_out import RateLimited, SlackCallError, SlackOut, Writer, with_notes
 from bot.storage import NewMessage, Status, Store, ThreadKey, Turn, Usage
 from bot.users import UserDirectory
 
@@ -70,7 +70,7 @@ TRUNCATED_NOTE = "Your message was too long for the model, so only its beginning
 class _Answer:
     """One answer in the making: what the model said (for the history) and the writer that shows it."""
 
-    def __init__(self, turn: Turn, writer: AnswerWriter, store: Store) -> None:
+    def __init__(self, turn: Turn, writer: Writer, store: Store) -> None:
         self.turn = turn
         self.writer = writer
         self.text = ""
@@ -112,6 +112,7 @@ class Conversations:
         users: UserDirectory,
         context_tokens: int | None = None,
         total_timeout: float = 600.0,
+        streaming: str = "auto",
     ) -> None:
         self.store = store
         self.model = model
@@ -121,6 +122,7 @@ class Conversations:
         self.users = users
         self._context_tokens = context_tokens
         self._total_timeout = total_timeout
+        self._streaming = streaming
         self._thread_locks: dict[ThreadKey, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
@@ -232,7 +234,9 @@ class Conversations:
 
     async def _answer(self, turn: Turn, message: Incoming, identity: Identity) -> None:
         key = turn.conversation.key
-        writer = AnswerWriter(self.out, key.team_id, key.channel_id, key.thread_ts)
+        writer = self.out.writer(
+            key.team_id, key.channel_id, key.thread_ts, recipient_user_id=message.user_id, mode=self._streaming
+        )
         answer = _Answer(turn, writer, self.store)
         writer.on_progress = answer.progress
         try:
@@ -333,7 +337,8 @@ class Conversations:
         stored = await self.store.history(turn.conversation.id, turn.user_ts)
         mentioned = set().union(*(user_ids(m.text) for m in stored)) if stored else set()
         speakers = {m.slack_user for m in stored if m.role == "user" and m.slack_user}
-        names = await self.users.names(key.team_id, mentioned | speakers)
+        # The bot's own mention reads as its name without a lookup.
+        names = await self.users.names(key.team_id, (mentioned | speakers) - {identity.bot_user_id})
         turns = []
         for m in stored:
             if m.role == "assistant":

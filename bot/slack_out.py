@@ -85,20 +85,28 @@ class _Waiter:
 class Pacer:
     """Hands out Slack call slots for one workspace, by priority, within `CallBudget`."""
 
-    # Methods whose window keeps one slot per answer in flight for that answer's final text.
-    RESERVED_FOR_FINALS = frozenset({"chat.update"})
-
     def __init__(self, budget: CallBudget | None = None, clock: Clock = time.monotonic) -> None:
         self.budget = budget or CallBudget()
         self._clock = clock
         self._waiters: dict[str, list[_Waiter]] = {}
         self._changed = asyncio.Condition()
-        self.answers_in_flight = 0
+        self.answers_in_flight = 0  # chat.update answers, each owed a final update
+        self.native_in_flight = 0  # native streams, each owed a chat.stopStream
+        self.native_starting = 0  # native streams chosen whose chat.startStream has not returned yet
+
+    def native_has_room(self) -> bool:
+        """Whether a new native stream can start now and still be stopped within the Tier 2 budget."""
+        now = self._clock()
+        starts_free = self.budget.wait_time("chat.startStream", now, reserve=self.native_starting) <= 0
+        stops = self.budget.limit("chat.stopStream").calls
+        return starts_free and self.native_in_flight + self.native_starting < stops
 
     def _reserve(self, key: str, waiter: _Waiter) -> int:
-        if waiter.urgent or method_of(key) not in self.RESERVED_FOR_FINALS:
+        """Slots of the window that intermediate updates leave free: one per answer owed a final text."""
+        if waiter.urgent:
             return 0
-        return min(self.answers_in_flight, self.budget.limit(key).calls // 2)
+        owed = {"chat.update": self.answers_in_flight, "chat.appendStream": self.native_in_flight}
+        return min(owed.get(method_of(key), 0), self.budget.limit(key).calls // 2)
 
     async def acquire(self, key: str, *, urgent: bool, priority: Callable[[], float] = lambda: 0.0) -> None:
         waiter = _Waiter(urgent, priority, self._clock())
@@ -134,11 +142,28 @@ class SlackOut:
         self.client = client
         self._clock = clock
         self._pacers: dict[str, Pacer] = {}
+        self._native_refused: set[tuple[str, str]] = set()
 
     def pacer(self, team_id: str) -> Pacer:
         if team_id not in self._pacers:
             self._pacers[team_id] = Pacer(clock=self._clock)
         return self._pacers[team_id]
+
+    def native_refused(self, team_id: str, channel: str, error: str) -> None:
+        log.info("Slack refused native streaming in %s (%s); using chat.update there", channel, error)
+        self._native_refused.add((team_id, channel))
+
+    def writer(
+        self, team_id: str, channel: str, thread_ts: str, *, recipient_user_id: str, mode: str = "auto"
+    ) -> Writer:
+        """The cheapest honest way to write one answer: native streaming where Slack allows it and its Tier 2
+        budget has room for the stream's start and stop, else chat.update."""
+        native = mode == "native" or (
+            mode == "auto" and (team_id, channel) not in self._native_refused and self.pacer(team_id).native_has_room()
+        )
+        if native and recipient_user_id:
+            return NativeWriter(self, team_id, channel, thread_ts, recipient_user_id)
+        return AnswerWriter(self, team_id, channel, thread_ts)
 
     async def call(
         self,
@@ -369,3 +394,233 @@ class AnswerWriter:
                 raise
             message.shown = text
             return
+
+
+# Native streaming (chat.startStream / appendStream / stopStream) ---------------------------------------
+
+# One append carries at most this much Markdown (Slack's limit is 12,000 characters a payload).
+APPEND_LIMIT = 11_000
+# Past this much text a streamed message continues in a new message, as chat.update answers do.
+NATIVE_MESSAGE_LIMIT = 30_000
+# Errors after which the rest of the answer goes out through chat.update instead.
+NATIVE_REFUSALS = frozenset(
+    {
+        "channel_type_not_supported",
+        "message_not_in_streaming_state",
+        "method_deprecated",
+        "unknown_method",
+        "not_allowed_token_type",
+        "invalid_arguments",
+        "feature_not_enabled",
+        "msg_too_long",
+        "missing_scope",
+    }
+)
+
+
+@dataclass
+class NativeWriter:
+    """Writes one answer with Slack's native streaming; hands over to an `AnswerWriter` when Slack refuses.
+
+    Appends are Tier 4 (100 a minute) where chat.update is Tier 3, so streams stay lively under load. The
+    final text goes out as an urgent append, which is when people see the whole answer; the Tier 2
+    `chat.stopStream` that closes the stream is then sent when the budget allows.
+    """
+
+    out: SlackOut
+    team_id: str
+    channel: str
+    thread_ts: str
+    recipient_user_id: str
+    on_progress: ProgressHook | None = None
+    min_interval: float = MIN_UPDATE_INTERVAL
+    clock: Clock = time.monotonic
+
+    raw: str = ""
+    _ts: str | None = None
+    _sent: int = 0  # characters of the displayed text already appended to the stream
+    _fallback: AnswerWriter | None = None
+    _notes: Sequence[str] = ()
+    _final: bool = False
+    _pending_status: str | None = None
+    _last_flush: float = 0.0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _registered: bool = False
+
+    @property
+    def parts(self) -> list[str]:
+        return ([self._ts] if self._ts else []) + (self._fallback.parts if self._fallback else [])
+
+    def __post_init__(self) -> None:
+        self.out.pacer(self.team_id).native_starting += 1
+
+    async def start(self, status: str = THINKING) -> None:
+        """Start the stream: the streaming message is the first sign of life."""
+        pacer = self.out.pacer(self.team_id)
+        try:
+            data = await self.out.call(
+                self.team_id,
+                "chat.startStream",
+                retry_rate_limited=False,
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                recipient_user_id=self.recipient_user_id,
+                recipient_team_id=self.team_id,
+            )
+            self._ts = str(data["ts"])
+        except RateLimited:
+            # Tier 2 is smaller than we thought: a chat.update answer now beats a stream in a minute.
+            await self._hand_over(status)
+            return
+        except SlackCallError as exc:
+            if exc.error not in NATIVE_REFUSALS:
+                raise
+            self.out.native_refused(self.team_id, self.channel, exc.error)
+            await self._hand_over(status)
+            return
+        finally:
+            pacer.native_starting -= 1
+        self._last_flush = self.clock()
+        self._register(True)
+        self._task = asyncio.create_task(self._run(), name=f"native-writer-{self.channel}-{self._ts}")
+
+    def set_status(self, status: str) -> None:
+        if self._fallback is not None:
+            self._fallback.set_status(status)
+        elif self._sent == 0:
+            # Nothing streamed yet and the stream cannot show a passing status (text is append-only):
+            # continue as a chat.update answer, whose placeholder can.
+            self._pending_status = status
+            self._wake.set()
+
+    def append(self, text: str) -> None:
+        self.raw += text
+        if self._fallback is not None:
+            self._fallback.append(text)
+        self._wake.set()
+
+    async def finish(self, notes: Sequence[str] = ()) -> None:
+        self._notes = notes
+        self._final = True
+        if self._task is not None and not self._task.done():
+            self._wake.set()
+            try:
+                await self._task
+            finally:
+                self._register(False)
+        if self._fallback is not None:
+            await self._fallback.finish(notes)
+
+    async def abort(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._register(False)
+        if self._fallback is not None:
+            await self._fallback.abort()
+
+    def _register(self, active: bool) -> None:
+        if active != self._registered:
+            self._registered = active
+            self.out.pacer(self.team_id).native_in_flight += 1 if active else -1
+
+    async def _hand_over(self, status: str) -> None:
+        """Continue this answer in a new chat.update message, from the first character not yet streamed."""
+        self._fallback = AnswerWriter(
+            self.out,
+            self.team_id,
+            self.channel,
+            self.thread_ts,
+            on_progress=self.on_progress,
+            min_interval=self.min_interval,
+            clock=self.clock,
+        )
+        self._fallback.raw = self.raw[min(self._sent, len(self.raw)) :]
+        await self._fallback.start(status)
+        if self._fallback.raw:
+            self._fallback.append("")  # show what is already there
+
+    def _display(self) -> str:
+        return with_notes(self.raw, self._notes) if self._final else self.raw
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending_status is not None and self._sent == 0 and not self._final:
+                await self._abandon_stream()
+                await self._hand_over(self._pending_status)
+                return
+            if not self._final:
+                gap = self._last_flush + self.min_interval - self.clock()
+                if gap > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=gap)
+                    except TimeoutError:
+                        pass
+                    self._wake.set()
+                    continue
+            final = self._final
+            try:
+                await self._flush(final)
+            except RateLimited:
+                self._wake.set()
+                continue
+            except SlackCallError as exc:
+                if exc.error not in NATIVE_REFUSALS:
+                    raise
+                log.info("native stream in %s refused (%s); continuing with chat.update", self.channel, exc.error)
+                self._register(False)
+                await self._hand_over(THINKING)  # finish() passes the notes on to the new writer
+                return
+            if final:
+                self._register(False)
+                await self._stop()
+                return
+
+    async def _flush(self, final: bool) -> None:
+        text = self._display()
+        if self._sent >= NATIVE_MESSAGE_LIMIT and len(text) > self._sent:
+            raise SlackCallError("chat.appendStream", "msg_too_long")
+        while self._sent < len(text):
+            chunk = text[self._sent : self._sent + APPEND_LIMIT]
+            await self.out.call(
+                self.team_id,
+                "chat.appendStream",
+                urgent=final,
+                priority=self._priority,
+                retry_rate_limited=final,
+                channel=self.channel,
+                ts=self._ts,
+                markdown_text=chunk,
+            )
+            self._sent += len(chunk)
+            if not final:
+                break
+        self._last_flush = self.clock()
+        if self.on_progress is not None:
+            await self.on_progress()
+
+    def _priority(self) -> float:
+        return (self.clock() - self._last_flush) + (len(self.raw) - self._sent) / 200
+
+    async def _stop(self) -> None:
+        # The whole answer is already visible: closing the stream may wait for Tier 2 budget.
+        try:
+            await self.out.call(self.team_id, "chat.stopStream", urgent=False, channel=self.channel, ts=self._ts)
+        except SlackCallError as exc:
+            log.info("could not stop the stream in %s (%s); Slack closes it after a while", self.channel, exc.error)
+
+    async def _abandon_stream(self) -> None:
+        """An empty stream replaced by a placeholder: remove it so the thread shows one message."""
+        self._register(False)
+        try:
+            await self.out.call(self.team_id, "chat.delete", channel=self.channel, ts=self._ts)
+            self._ts = None
+        except SlackCallError as exc:
+            log.info("could not remove an empty stream in %s (%s)", self.channel, exc.error)
+            await self._stop()
+
+
+Writer = AnswerWriter | NativeWriter

@@ -66,6 +66,8 @@ class Harness:
             "PERSONAS_FILE": str(self.tmp_path / "personas.toml"),
             "MISTRAL_RETRY_BUDGET": "5",
             "SHUTDOWN_GRACE_SECONDS": "5",
+            # Most tests read answers as chat.update renders them; test_streaming.py covers native and auto.
+            "SLACK_STREAMING": "update",
         }
         if self.mode == "socket":
             env["SLACK_APP_TOKEN"] = fs.APP_TOKEN

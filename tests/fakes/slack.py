@@ -40,6 +40,14 @@ class Message:
     bot_id: str | None = None
     updates: int = 0
     history: list[str] = field(default_factory=list)
+    streaming: bool = False  # a native stream (chat.startStream) not yet stopped
+    stream_started: float = 0.0
+    changed_at: list[float] = field(default_factory=list)  # when each entry of `history` became visible
+
+    def show(self, text: str) -> None:
+        self.text = text
+        self.history.append(text)
+        self.changed_at.append(time.monotonic())
 
 
 @dataclass
@@ -59,6 +67,10 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []  # posts to response_url
         # method → (calls, window seconds); past it: 429 with Retry-After
         self.limits: dict[str, tuple[int, float]] = {}
+        self.channel_limits: dict[str, tuple[int, float]] = {}  # the same, counted per channel
+        self.native_streaming = True  # False: chat.startStream answers channel_type_not_supported
+        self.native_dm_only = False  # True: native streaming only in DMs, as some workspaces do
+        self.stream_ttl = 300.0  # streams expire: message_not_in_streaming_state
         self.retry_after = 1
         self.rate_limited = 0
         self.errors: dict[str, deque[str]] = {}  # method → errors to answer next, in order
@@ -127,7 +139,7 @@ class FakeSlack:
             return 200, {"ok": True, "url": self.url.replace("http", "ws") + "/socket"}
         if token != BOT_TOKEN:
             return 200, {"ok": False, "error": "invalid_auth"}
-        if self._over_limit(method):
+        if self._over_limit(method) or self._over_limit(method, str(args.get("channel") or args.get("channel_id"))):
             self.rate_limited += 1
             return 429, {"ok": False, "error": "ratelimited"}
         queued = self.errors.get(method)
@@ -138,12 +150,13 @@ class FakeSlack:
             return 200, {"ok": False, "error": "unknown_method"}
         return 200, handler(args)
 
-    def _over_limit(self, method: str) -> bool:
-        if method not in self.limits:
+    def _over_limit(self, method: str, channel: str | None = None) -> bool:
+        limits = self.limits if channel is None else self.channel_limits
+        if method not in limits:
             return False
-        calls, window = self.limits[method]
+        calls, window = limits[method]
         now = time.monotonic()
-        recent = self._windows.setdefault(method, deque())
+        recent = self._windows.setdefault(f"{method}#{channel}", deque())
         while recent and recent[0] <= now - window:
             recent.popleft()
         if len(recent) >= calls:
@@ -184,8 +197,9 @@ class FakeSlack:
         if len(text) > self.post_limit:
             return {"ok": False, "error": "msg_too_long"}
         ts = self.new_ts()
-        thread_ts = args.get("thread_ts") or None
-        self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, BOT_USER, BOT_ID, history=[text])
+        message = Message(channel, ts, "", args.get("thread_ts") or None, BOT_USER, BOT_ID)
+        message.show(text)
+        self.messages[(channel, ts)] = message
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +213,67 @@ class FakeSlack:
             return {"ok": False, "error": "no_text"}
         if len(text) > self.update_limit:
             return {"ok": False, "error": "msg_too_long"}
-        message.text = text
+        if message.streaming:
+            return {"ok": False, "error": "cant_update_message"}
         message.updates += 1
-        message.history.append(text)
+        message.show(text)
         return {"ok": True, "channel": message.channel, "ts": message.ts, "text": text}
+
+    def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.pop((str(args.get("channel")), str(args.get("ts"))), None)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    # native streaming (chat.startStream / appendStream / stopStream); text is Markdown, rendered by Slack
+
+    def _chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        error = self._writable(channel)
+        if error:
+            return {"ok": False, "error": error}
+        if not self.native_streaming or (self.native_dm_only and not channel.startswith("D")):
+            return {"ok": False, "error": "channel_type_not_supported"}
+        if not args.get("thread_ts"):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not channel.startswith("D") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
+            return {"ok": False, "error": "invalid_arguments"}
+        ts = self.new_ts()
+        message = Message(
+            channel, ts, "", args["thread_ts"], BOT_USER, BOT_ID, streaming=True, stream_started=time.monotonic()
+        )
+        message.show(str(args.get("markdown_text") or ""))
+        self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _streaming_message(self, args: dict[str, Any]) -> Message | str:
+        message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
+        if message is None:
+            return "message_not_found"
+        if not message.streaming or time.monotonic() - message.stream_started > self.stream_ttl:
+            return "message_not_in_streaming_state"
+        if len(str(args.get("markdown_text") or "")) > 12_000:
+            return "msg_too_long"
+        return message
+
+    def _chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._streaming_message(args)
+        if isinstance(message, str):
+            return {"ok": False, "error": message}
+        if not args.get("markdown_text"):
+            return {"ok": False, "error": "no_text"}
+        message.updates += 1
+        message.show(message.text + str(args["markdown_text"]))
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
+
+    def _chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._streaming_message(args)
+        if isinstance(message, str):
+            return {"ok": False, "error": message}
+        message.streaming = False
+        message.updates += 1
+        message.show(message.text + str(args.get("markdown_text") or ""))
+        return {"ok": True, "channel": message.channel, "ts": message.ts}
 
     def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         error = self._writable(str(args.get("channel", "")))
@@ -266,7 +337,9 @@ class FakeSlack:
     ) -> dict[str, Any]:
         """Record a person's message in the channel and return its `message` event."""
         ts = self.new_ts()
-        self.messages[(channel, ts)] = Message(channel, ts, text, thread_ts, user, history=[text])
+        message = Message(channel, ts, "", thread_ts, user)
+        message.show(text)
+        self.messages[(channel, ts)] = message
         event: dict[str, Any] = {
             "type": "message",
             "channel": channel,
