@@ -165,7 +165,12 @@ class Conversations:
         """Run `work` as a tracked task: shutdown waits for it, and nothing it raises is silently lost."""
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     def ask_in_background(self, *, private_note: Callable[[str], Awaitable[None]], **question: Any) -> None:
         async def run() -> None:

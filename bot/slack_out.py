@@ -18,35 +18,13 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.pacing import CallBudget, method_of
+from bot.core.pacing import CallBudget, cheaper_to_repost, method_of
 from bot.core.retry import parse_retry_after
 from bot.core.splitting import MESSAGE_LIMIT, render_part, split_head
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-# Errors that mean "this channel or message cannot take our text": retrying will not help.
-UNDELIVERABLE = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "restricted_action_thread_locked",
-        "message_not_found",
-        "cant_update_message",
-        "msg_blocks_too_long",
-        "invalid_auth",
-        "not_authed",
-        "token_revoked",
-        "account_inactive",
-        "missing_scope",
-        "no_permission",
-        "team_access_not_granted",
-        "restricted_action",
-        "restricted_action_read_only_channel",
-    }
-)
 
 
 class RateLimited(Exception):
@@ -66,10 +44,6 @@ class SlackCallError(Exception):
         super().__init__(f"{method}: {error}")
         self.method = method
         self.error = error
-
-    @property
-    def undeliverable(self) -> bool:
-        return self.error in UNDELIVERABLE
 
 
 @dataclass
@@ -109,6 +83,7 @@ class Pacer:
         return min(owed.get(method_of(key), 0), self.budget.limit(key).calls // 2)
 
     async def acquire(self, key: str, *, urgent: bool, priority: Callable[[], float] = lambda: 0.0) -> None:
+        """Wait for a slot on `key`; urgent waiters first, then by `priority` (highest first)."""
         waiter = _Waiter(urgent, priority, self._clock())
         queue = self._waiters.setdefault(key, [])
         queue.append(waiter)
@@ -129,6 +104,18 @@ class Pacer:
             queue.remove(waiter)
             async with self._changed:
                 self._changed.notify_all()
+
+    async def intermediate_slot(self, key: str, *, priority: Callable[[], float], until: asyncio.Event) -> bool:
+        """A slot for an intermediate update, unless `until` is set first (the answer finished: its final
+        text takes another path). True when the slot is held."""
+        slot = asyncio.ensure_future(self.acquire(key, urgent=False, priority=priority))
+        finished = asyncio.ensure_future(until.wait())
+        await asyncio.wait({slot, finished}, return_when=asyncio.FIRST_COMPLETED)
+        finished.cancel()
+        if not slot.done():
+            slot.cancel()
+        await asyncio.gather(slot, finished, return_exceptions=True)
+        return not slot.cancelled()
 
     def rate_limited(self, key: str, retry_after: float) -> None:
         log.warning("Slack rate-limited %s; pausing it for %.1fs", key, retry_after)
@@ -174,13 +161,19 @@ class SlackOut:
         urgent: bool = True,
         priority: Callable[[], float] = lambda: 0.0,
         retry_rate_limited: bool = True,
+        slot_held: bool = False,
         **payload: Any,
     ) -> dict[str, Any]:
-        """One API call. With `retry_rate_limited` a 429 waits out Retry-After and sends the same payload."""
+        """One API call. With `retry_rate_limited` a 429 waits out Retry-After and sends the same payload.
+
+        `slot_held`: the caller already acquired this call's slot from the pacer.
+        """
         key = f"{method}#{scope}" if scope else method
         pacer = self.pacer(team_id)
         while True:
-            await pacer.acquire(key, urgent=urgent, priority=priority)
+            if not slot_held:
+                await pacer.acquire(key, urgent=urgent, priority=priority)
+            slot_held = False
             try:
                 response = await self.client.api_call(method, json=payload)
                 return dict(response.data) if isinstance(response.data, dict) else {}
@@ -264,6 +257,8 @@ class AnswerWriter:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _registered: bool = False
+    _slot_held: bool = False
+    _finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def parts(self) -> list[str]:
@@ -291,6 +286,7 @@ class AnswerWriter:
         """Show the complete text (and notes under it) and wait until Slack has it."""
         self._notes = notes
         self._final = True
+        self._finished.set()
         self._wake.set()
         assert self._task is not None, "start() first"
         if self._task.done() and (self._task.cancelled() or self._task.exception() is not None):
@@ -346,6 +342,14 @@ class AnswerWriter:
         return with_notes(self.raw, self._notes) if self._final else self.raw
 
     async def _sync(self, final: bool) -> None:
+        if not final:
+            # The slot first, then the text: the update carries the newest text, and an answer that
+            # finishes meanwhile leaves the queue for the final path, which may choose a cheaper route.
+            pacer = self.out.pacer(self.team_id)
+            self._slot_held = await pacer.intermediate_slot(
+                "chat.update", priority=self._priority, until=self._finished
+            )
+            final = self._final
         text = self._display()
         # Freeze every part that no longer fits, then continue in a new message.
         while split := split_head(text[self._offset :], limit=self.limit, opens_in_code=self._opens_in_code):
@@ -361,16 +365,42 @@ class AnswerWriter:
             body = render_part(rest, opens_in_code=self._opens_in_code).text if fits and rest else "…"
             ts = await self.out.post(self.team_id, self.channel, body, thread_ts=self.thread_ts)
             self._messages.append(_Message(ts, body))
-        body = render_part(text[self._offset :], opens_in_code=self._opens_in_code).text.rstrip()
+        body = render_part(text[self._offset :], opens_in_code=self._opens_in_code).text.rstrip() or "…"
         if not final:
-            body = body + CURSOR if body else self._status
-        await self._show(self._messages[-1], body or "…", urgent=final)
+            body = body + CURSOR if body != "…" else self._status
+        if final and self._repost_is_faster(body):
+            await self._repost(body)
+        else:
+            await self._show(self._messages[-1], body, urgent=final)
         self._last_flush = self.clock()
         self._flushed_len = len(self.raw)
         if self.on_progress is not None:
             await self.on_progress()
 
+    def _repost_is_faster(self, body: str) -> bool:
+        if self._slot_held or self._messages[-1].shown == body:
+            return False
+        budget, now = self.out.pacer(self.team_id).budget, self.clock()
+        return cheaper_to_repost(
+            update_wait=budget.wait_time("chat.update", now),
+            post_wait=budget.wait_time(f"chat.postMessage#{self.channel}", now),
+            delete_wait=budget.wait_time("chat.delete", now),
+        )
+
+    async def _repost(self, body: str) -> None:
+        """Post the final part as a new message, then remove the stale one it replaces."""
+        stale = self._messages[-1]
+        ts = await self.out.post(self.team_id, self.channel, body, thread_ts=self.thread_ts)
+        self._messages[-1] = _Message(ts, body)
+        if self.on_progress is not None:
+            await self.on_progress()  # the store points at the new message before the old one goes
+        try:
+            await self.out.call(self.team_id, "chat.delete", channel=self.channel, ts=stale.ts)
+        except SlackCallError as exc:
+            log.warning("could not delete a superseded message in %s: %s", self.channel, exc.error)
+
     async def _show(self, message: _Message, text: str, *, urgent: bool) -> None:
+        slot_held, self._slot_held = self._slot_held, False
         if message.shown == text:
             return
         while True:
@@ -381,6 +411,7 @@ class AnswerWriter:
                     urgent=urgent,
                     priority=self._priority,
                     retry_rate_limited=urgent,
+                    slot_held=slot_held,
                     channel=self.channel,
                     ts=message.ts,
                     text=text,
@@ -447,6 +478,7 @@ class NativeWriter:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _registered: bool = False
+    _finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def parts(self) -> list[str]:
@@ -503,6 +535,7 @@ class NativeWriter:
     async def finish(self, notes: Sequence[str] = ()) -> None:
         self._notes = notes
         self._final = True
+        self._finished.set()
         if self._task is not None and not self._task.done():
             self._wake.set()
             try:
@@ -580,6 +613,14 @@ class NativeWriter:
                 return
 
     async def _flush(self, final: bool) -> None:
+        slot_held = False
+        if not final:
+            # As in AnswerWriter._sync: the slot first, then the newest text.
+            pacer = self.out.pacer(self.team_id)
+            slot_held = await pacer.intermediate_slot(
+                "chat.appendStream", priority=self._priority, until=self._finished
+            )
+            final = self._final
         text = self._display()
         if self._sent >= NATIVE_MESSAGE_LIMIT and len(text) > self._sent:
             raise SlackCallError("chat.appendStream", "msg_too_long")
@@ -591,10 +632,12 @@ class NativeWriter:
                 urgent=final,
                 priority=self._priority,
                 retry_rate_limited=final,
+                slot_held=slot_held,
                 channel=self.channel,
                 ts=self._ts,
                 markdown_text=chunk,
             )
+            slot_held = False
             self._sent += len(chunk)
             if not final:
                 break

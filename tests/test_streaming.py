@@ -160,3 +160,19 @@ async def test_intermediate_updates_leave_a_final_slot_per_answer_in_flight() ->
     await asyncio.wait_for(pacer.acquire("chat.update", urgent=True), 1)
     blocked.cancel()
     await asyncio.gather(blocked, return_exceptions=True)
+
+
+async def test_a_final_update_stuck_behind_the_window_is_posted_anew(http_harness: Harness) -> None:
+    h = http_harness
+    h.slack.limits = {"chat.update": (3, 60.0)}  # far below what the bot assumes: it learns from the 429
+    h.slack.retry_after = 30
+    await h.start(SLACK_STREAMING="update")
+    words = [f"w{i} " for i in range(60)]  # about 5 s of streaming: the 4th update meets the 429
+    h.mistral.queue(Script(chunks=words, delay=0.08))
+    event = ask(h, "go")
+    await h.deliver(h.slack.as_mention(event))
+    await h.settle(timeout=20)
+    [reply] = h.slack.bot_replies(CHANNEL, event["ts"])
+    assert reply.text == "".join(words).strip()  # the whole answer, in one message, at once
+    assert [m.thread_ts for m in h.slack.deleted] == [event["ts"]]  # the stale message is gone
+    assert h.slack.rate_limited == 1

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from bot.core.pacing import CallBudget, Limit
+import pytest
+
+from bot.core.pacing import CallBudget, Limit, cheaper_to_repost
 from bot.core.retry import backoff_delay, parse_retry_after
 
 
@@ -53,3 +55,17 @@ def test_backoff_grows_is_jittered_and_honours_retry_after() -> None:
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    "update_wait,post_wait,delete_wait,expected",
+    [
+        (0.0, 0.0, 0.0, False),  # updating is free: update
+        (1.5, 0.0, 0.0, False),  # a short wait: not worth an extra call
+        (30.0, 0.0, 0.0, True),  # the update window is full for a while: post anew
+        (30.0, 29.8, 0.0, False),  # posting would not be sooner
+        (30.0, 0.0, 5.0, False),  # the stale message could not be removed now
+    ],
+)
+def test_cheaper_to_repost(update_wait: float, post_wait: float, delete_wait: float, expected: bool) -> None:
+    assert cheaper_to_repost(update_wait=update_wait, post_wait=post_wait, delete_wait=delete_wait) is expected

@@ -78,6 +78,7 @@ class FakeMistral:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.request_times: list[float] = []
+        self.last_chunk_at: dict[str, float] = {}  # question → when its answer's last text chunk was sent
         self.scripts: deque[Script] = deque()
         self.default_delay = 0.0
         self.chunk_size = 12
@@ -269,6 +270,8 @@ class FakeMistral:
             if delay:
                 await asyncio.sleep(delay)
             await send({"content": chunk})
+        question = next(m for m in reversed(body["messages"]) if m["role"] == "user")["content"]
+        self.last_chunk_at[str(question)] = time.monotonic()
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4
         completion = max(1, sum(len(c) for c in chunks) // 4)
         await send(

@@ -64,6 +64,7 @@ class FakeSlack:
         self.messages: dict[tuple[str, str], Message] = {}
         self.calls: list[Call] = []
         self.ephemerals: list[dict[str, Any]] = []
+        self.deleted: list[Message] = []  # what chat.delete removed, for measuring what people saw
         self.responses: list[dict[str, Any]] = []  # posts to response_url
         # method → (calls, window seconds); past it: 429 with Retry-After
         self.limits: dict[str, tuple[int, float]] = {}
@@ -223,6 +224,7 @@ class FakeSlack:
         message = self.messages.pop((str(args.get("channel")), str(args.get("ts"))), None)
         if message is None:
             return {"ok": False, "error": "message_not_found"}
+        self.deleted.append(message)
         return {"ok": True, "channel": message.channel, "ts": message.ts}
 
     # native streaming (chat.startStream / appendStream / stopStream); text is Markdown, rendered by Slack
