@@ -176,10 +176,11 @@ async def run(size: int, mode: str, chars: int) -> Result:
                 continue
             complete += 1
             done_at = max(m.changed_at[m.history.index(m.text)] for m in replies)
-            question = next(q for q, _ in model.last_chunk_at.items() if q.endswith(f"question {events.index(event)}"))
-            lags.append(done_at - model.last_chunk_at[question])
+            lags.append(done_at - model.last_chunk_at[f"[U0ADA] question {events.index(event)}"])
     await slack.stop()
     await model.stop()
+    if os.environ.get("BENCH_VERBOSE"):
+        print("lags:", sorted(round(x, 2) for x in lags), file=sys.stderr)
     return Result(
         size,
         mode,

@@ -18,7 +18,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.pacing import CallBudget, cheaper_to_repost, method_of
+from bot.core.pacing import REPOST_AFTER, CallBudget, cheaper_to_repost, method_of
 from bot.core.retry import parse_retry_after
 from bot.core.splitting import MESSAGE_LIMIT, render_part, split_head
 
@@ -104,6 +104,14 @@ class Pacer:
             queue.remove(waiter)
             async with self._changed:
                 self._changed.notify_all()
+
+    async def slot_within(self, key: str, *, seconds: float) -> bool:
+        """An urgent slot if one comes within `seconds`; False leaves the queue (the caller may go another way)."""
+        try:
+            await asyncio.wait_for(self.acquire(key, urgent=True), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def intermediate_slot(self, key: str, *, priority: Callable[[], float], until: asyncio.Event) -> bool:
         """A slot for an intermediate update, unless `until` is set first (the answer finished: its final
@@ -213,6 +221,24 @@ class SlackOut:
         return True
 
 
+async def _until_due(
+    wake: asyncio.Event, *, due_at: Callable[[], float], clock: Clock, at_once: Callable[[], bool]
+) -> None:
+    """Wait for news on `wake`, then until an update is due: intermediate updates no sooner than `due_at()`,
+    news that `at_once()` says cannot wait (the final text, a new status) immediately."""
+    await wake.wait()
+    wake.clear()
+    while not at_once():
+        gap = due_at() - clock()
+        if gap <= 0:
+            return
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=gap)
+        except TimeoutError:
+            pass
+        wake.clear()
+
+
 THINKING = "_Thinking…_"
 CURSOR = " ▍"
 # An answer's intermediate updates are at least this far apart; the budget may space them further.
@@ -250,6 +276,7 @@ class AnswerWriter:
     _offset: int = 0  # start of the raw text that the last message shows
     _opens_in_code: bool = False
     _status: str = THINKING
+    _status_changed: bool = False
     _notes: Sequence[str] = ()
     _final: bool = False
     _last_flush: float = 0.0
@@ -276,6 +303,7 @@ class AnswerWriter:
     def set_status(self, status: str) -> None:
         """Text shown while no answer text has arrived (retrying, waiting for the thread's turn)."""
         self._status = status
+        self._status_changed = True
         self._wake.set()
 
     def append(self, text: str) -> None:
@@ -314,17 +342,13 @@ class AnswerWriter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._final:
-                gap = self._last_flush + self.min_interval - self.clock()
-                if gap > 0:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=gap)
-                    except TimeoutError:
-                        pass
-                    self._wake.set()  # re-evaluate with whatever arrived meanwhile
-                    continue
+            await _until_due(
+                self._wake,
+                due_at=lambda: self._last_flush + self.min_interval,
+                clock=self.clock,
+                at_once=lambda: self._final or (self._status_changed and not self.raw),
+            )
+            self._status_changed = False
             final = self._final
             try:
                 await self._sync(final)
@@ -368,24 +392,36 @@ class AnswerWriter:
         body = render_part(text[self._offset :], opens_in_code=self._opens_in_code).text.rstrip() or "…"
         if not final:
             body = body + CURSOR if body != "…" else self._status
-        if final and self._repost_is_faster(body):
+        if self.on_progress is not None:
+            await self.on_progress()  # stored before it is shown: a crash never leaves Slack ahead of the store
+        if final and not await self._final_slot(body):
             await self._repost(body)
         else:
             await self._show(self._messages[-1], body, urgent=final)
         self._last_flush = self.clock()
         self._flushed_len = len(self.raw)
-        if self.on_progress is not None:
-            await self.on_progress()
 
-    def _repost_is_faster(self, body: str) -> bool:
+    async def _final_slot(self, body: str) -> bool:
+        """Hold a chat.update slot for the final text (True), or decide that reposting is faster (False).
+
+        Reconsidered every REPOST_AFTER seconds: other answers' finals may be queued ahead of this one.
+        """
         if self._slot_held or self._messages[-1].shown == body:
-            return False
-        budget, now = self.out.pacer(self.team_id).budget, self.clock()
-        return cheaper_to_repost(
-            update_wait=budget.wait_time("chat.update", now),
-            post_wait=budget.wait_time(f"chat.postMessage#{self.channel}", now),
-            delete_wait=budget.wait_time("chat.delete", now),
-        )
+            return True
+        pacer = self.out.pacer(self.team_id)
+        waited = 0.0
+        while True:
+            now = self.clock()
+            if cheaper_to_repost(
+                update_wait=max(pacer.budget.wait_time("chat.update", now), waited),
+                post_wait=pacer.budget.wait_time(f"chat.postMessage#{self.channel}", now),
+                delete_wait=pacer.budget.wait_time("chat.delete", now),
+            ):
+                return False
+            if await pacer.slot_within("chat.update", seconds=REPOST_AFTER):
+                self._slot_held = True
+                return True
+            waited += REPOST_AFTER
 
     async def _repost(self, body: str) -> None:
         """Post the final part as a new message, then remove the stale one it replaces."""
@@ -579,21 +615,16 @@ class NativeWriter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await _until_due(
+                self._wake,
+                due_at=lambda: self._last_flush + self.min_interval,
+                clock=self.clock,
+                at_once=lambda: self._final or self._pending_status is not None,
+            )
             if self._pending_status is not None and self._sent == 0 and not self._final:
                 await self._abandon_stream()
                 await self._hand_over(self._pending_status)
                 return
-            if not self._final:
-                gap = self._last_flush + self.min_interval - self.clock()
-                if gap > 0:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=gap)
-                    except TimeoutError:
-                        pass
-                    self._wake.set()
-                    continue
             final = self._final
             try:
                 await self._flush(final)
@@ -622,6 +653,8 @@ class NativeWriter:
             )
             final = self._final
         text = self._display()
+        if self.on_progress is not None:
+            await self.on_progress()  # stored before it is shown
         if self._sent >= NATIVE_MESSAGE_LIMIT and len(text) > self._sent:
             raise SlackCallError("chat.appendStream", "msg_too_long")
         while self._sent < len(text):
@@ -642,8 +675,6 @@ class NativeWriter:
             if not final:
                 break
         self._last_flush = self.clock()
-        if self.on_progress is not None:
-            await self.on_progress()
 
     def _priority(self) -> float:
         return (self.clock() - self._last_flush) + (len(self.raw) - self._sent) / 200
