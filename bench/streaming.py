@@ -176,7 +176,17 @@ async def run(size: int, mode: str, chars: int) -> Result:
                 continue
             complete += 1
             done_at = max(m.changed_at[m.history.index(m.text)] for m in replies)
-            lags.append(done_at - model.last_chunk_at[f"[U0ADA] question {events.index(event)}"])
+            finished = model.last_chunk_at[f"[U0ADA] question {events.index(event)}"]
+            lags.append(done_at - finished)
+            if os.environ.get("BENCH_VERBOSE") and done_at - finished > 5:
+                ts = {m.ts for m in replies + removed}
+                for call in slack.calls:
+                    if call.args.get("ts") in ts or call.args.get("thread_ts") == event["ts"]:
+                        print(
+                            f"  straggler {event['ts']}: {call.at - finished:+.2f}s {call.method} {call.status} "
+                            f"{call.error or ''}",
+                            file=sys.stderr,
+                        )
     await slack.stop()
     await model.stop()
     if os.environ.get("BENCH_VERBOSE"):

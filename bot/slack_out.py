@@ -96,8 +96,11 @@ class Pacer:
                     if delay <= 0 and min(queue, key=_Waiter.rank) is waiter:
                         self.budget.record(key, now)
                         return
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                    # arrives as the condition is notified, and a cancelled waiter would then take a slot.
                     try:
-                        await asyncio.wait_for(self._changed.wait(), timeout=delay if delay > 0 else None)
+                        async with asyncio.timeout(delay if delay > 0 else None):
+                            await self._changed.wait()
                     except TimeoutError:
                         pass
         finally:
@@ -233,7 +236,8 @@ async def _until_due(
         if gap <= 0:
             return
         try:
-            await asyncio.wait_for(wake.wait(), timeout=gap)
+            async with asyncio.timeout(gap):
+                await wake.wait()
         except TimeoutError:
             pass
         wake.clear()
