@@ -176,3 +176,17 @@ async def test_a_final_update_stuck_behind_the_window_is_posted_anew(http_harnes
     assert reply.text == "".join(words).strip()  # the whole answer, in one message, at once
     assert [m.thread_ts for m in h.slack.deleted] == [event["ts"]]  # the stale message is gone
     assert h.slack.rate_limited == 1
+
+
+async def test_an_abandoned_intermediate_wait_never_takes_a_slot_later() -> None:
+    pacer = Pacer(CallBudget({"chat.update": Limit(1, 0.4)}))
+    await pacer.acquire("chat.update", urgent=True)  # the window is full for 0.4 s
+    finished = asyncio.Event()
+    others = [asyncio.create_task(pacer.acquire("chat.update", urgent=False)) for _ in range(5)]
+    waiting = asyncio.create_task(pacer.intermediate_slot("chat.update", priority=lambda: 9.0, until=finished))
+    await asyncio.sleep(0.05)
+    finished.set()  # the answer finished: its final text takes another path
+    assert await asyncio.wait_for(waiting, 1) is False
+    assert len(pacer._waiters["chat.update"]) == 5  # it left the queue at once
+    await asyncio.wait_for(asyncio.gather(*others), 5)
+    assert not pacer._waiters["chat.update"]

@@ -47,6 +47,8 @@ class SQLiteStore:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA foreign_keys=ON")
         await db.execute("PRAGMA busy_timeout=5000")
+        # With WAL, NORMAL survives process crashes and skips an fsync per commit (answers save often).
+        await db.execute("PRAGMA synchronous=NORMAL")
         await migrate(db)
         return cls(db)
 
