@@ -13,12 +13,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.conversation import Conversations
 from bot.core.personas import Persona
-from bot.core.tokens import TokenCounter
 from bot.listeners import register_listeners
 from bot.mistral import MistralClient, Timeouts
 from bot.personas import Personas, load_catalog
 from bot.slack_out import SlackOut
 from bot.storage import SQLiteStore, Store
+from bot.tokens import TokenCounter
 from bot.users import UserDirectory
 
 log = logging.getLogger(__name__)

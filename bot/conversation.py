@@ -22,11 +22,11 @@ from bot.core.routing import Action, Incoming, classify_event
 from bot.core.slack_text import readable, strip_leading_mention, user_ids
 from bot.core.splitting import split_all
 from bot.core.sse import Delta, Finish
-from bot.core.tokens import TokenCounter
 from bot.mistral import ErrorKind, MistralClient, ModelError
 from bot.personas import Personas
 from bot.slack_out import RateLimited, SlackCallError, SlackOut, Writer, with_notes
 from bot.storage import NewMessage, Status, Store, ThreadKey, Turn, Usage
+from bot.tokens import TokenCounter
 from bot.users import UserDirectory
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Conversations:
         self._context_tokens = context_tokens
         self._total_timeout = total_timeout
         self._streaming = streaming
-        self._thread_locks: dict[ThreadKey, asyncio.Lock] = {}
+        self._thread_locks: dict[ThreadKey, tuple[asyncio.Lock, int]] = {}  # lock, turns using it
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
 
@@ -229,13 +229,17 @@ class Conversations:
 
     @asynccontextmanager
     async def _thread_turn(self, key: ThreadKey) -> AsyncIterator[None]:
-        lock = self._thread_locks.setdefault(key, asyncio.Lock())
+        lock, users = self._thread_locks.get(key, (asyncio.Lock(), 0))
+        self._thread_locks[key] = (lock, users + 1)
         try:
             async with lock:  # asyncio locks are fair: turns run in arrival order
                 yield
         finally:
-            if not lock.locked() and not lock._waiters:
-                self._thread_locks.pop(key, None)
+            lock, users = self._thread_locks[key]
+            if users == 1:
+                del self._thread_locks[key]  # the thread is idle: forget its lock
+            else:
+                self._thread_locks[key] = (lock, users - 1)
 
     async def _answer(self, turn: Turn, message: Incoming, identity: Identity) -> None:
         key = turn.conversation.key
