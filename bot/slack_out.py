@@ -18,7 +18,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.pacing import REPOST_AFTER, CallBudget, cheaper_to_repost, method_of
+from bot.core.pacing import REPOST_AFTER, CallBudget, cheaper_to_repost, method_of, update_priority
 from bot.core.retry import parse_retry_after
 from bot.core.splitting import MESSAGE_LIMIT, render_part, split_head
 
@@ -363,8 +363,7 @@ class AnswerWriter:
                 return
 
     def _priority(self) -> float:
-        # Stale answers with much unseen text first; a few seconds of waiting equals a paragraph.
-        return (self.clock() - self._last_flush) + (len(self.raw) - self._flushed_len) / 200
+        return update_priority(waited=self.clock() - self._last_flush, unseen_chars=len(self.raw) - self._flushed_len)
 
     def _display(self) -> str:
         return with_notes(self.raw, self._notes) if self._final else self.raw
@@ -681,7 +680,7 @@ class NativeWriter:
         self._last_flush = self.clock()
 
     def _priority(self) -> float:
-        return (self.clock() - self._last_flush) + (len(self.raw) - self._sent) / 200
+        return update_priority(waited=self.clock() - self._last_flush, unseen_chars=len(self.raw) - self._sent)
 
     async def _stop(self) -> None:
         # The whole answer is already visible: closing the stream may wait for Tier 2 budget.

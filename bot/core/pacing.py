@@ -86,6 +86,14 @@ class CallBudget:
         return calls
 
 
+def update_priority(*, waited: float, unseen_chars: int) -> float:
+    """Which answer's intermediate update goes next: the stalest, with the most text people have not seen.
+
+    A few seconds of waiting weigh as much as a paragraph of new text.
+    """
+    return waited + unseen_chars / 200
+
+
 # A final update expected to wait longer than this is worth a cheaper path.
 REPOST_AFTER = 2.0
 

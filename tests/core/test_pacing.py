@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.pacing import CallBudget, Limit, cheaper_to_repost
+from bot.core.pacing import CallBudget, Limit, cheaper_to_repost, update_priority
 from bot.core.retry import backoff_delay, parse_retry_after
 
 
@@ -69,3 +69,15 @@ def test_backoff_grows_is_jittered_and_honours_retry_after() -> None:
 )
 def test_cheaper_to_repost(update_wait: float, post_wait: float, delete_wait: float, expected: bool) -> None:
     assert cheaper_to_repost(update_wait=update_wait, post_wait=post_wait, delete_wait=delete_wait) is expected
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ({"waited": 5.0, "unseen_chars": 0}, {"waited": 1.0, "unseen_chars": 0}),  # staler first
+        ({"waited": 1.0, "unseen_chars": 800}, {"waited": 1.0, "unseen_chars": 10}),  # more new text first
+        ({"waited": 1.0, "unseen_chars": 1000}, {"waited": 4.0, "unseen_chars": 0}),  # a lot of text beats a wait
+    ],
+)
+def test_update_priority_orders_answers(a: dict[str, float], b: dict[str, float]) -> None:
+    assert update_priority(**a) > update_priority(**b)  # type: ignore[arg-type]
