@@ -63,7 +63,8 @@ class Pacer:
         self.budget = budget or CallBudget()
         self._clock = clock
         self._waiters: dict[str, list[_Waiter]] = {}
-        self._changed = asyncio.Condition()
+        # One condition per key: a slot freed on one method wakes only that method's waiters.
+        self._changed: dict[str, asyncio.Condition] = {}
         self.answers_in_flight = 0  # chat.update answers, each owed a final update
         self.native_in_flight = 0  # native streams, each owed a chat.stopStream
         self.native_starting = 0  # native streams chosen whose chat.startStream has not returned yet
@@ -87,9 +88,10 @@ class Pacer:
         waiter = _Waiter(urgent, priority, self._clock())
         queue = self._waiters.setdefault(key, [])
         queue.append(waiter)
+        changed = self._changed.setdefault(key, asyncio.Condition())
         try:
-            async with self._changed:
-                self._changed.notify_all()
+            async with changed:
+                changed.notify_all()
                 while True:
                     now = self._clock()
                     delay = self.budget.wait_time(key, now, reserve=self._reserve(key, waiter))
@@ -100,13 +102,13 @@ class Pacer:
                     # arrives as the condition is notified, and a cancelled waiter would then take a slot.
                     try:
                         async with asyncio.timeout(delay if delay > 0 else None):
-                            await self._changed.wait()
+                            await changed.wait()
                     except TimeoutError:
                         pass
         finally:
             queue.remove(waiter)
-            async with self._changed:
-                self._changed.notify_all()
+            async with changed:
+                changed.notify_all()
 
     async def slot_within(self, key: str, *, seconds: float) -> bool:
         """An urgent slot if one comes within `seconds`; False leaves the queue (the caller may go another way)."""
@@ -213,6 +215,15 @@ class SlackOut:
 
     async def update(self, team_id: str, channel: str, ts: str, text: str) -> None:
         await self.call(team_id, "chat.update", channel=channel, ts=ts, text=text)
+
+    async def delete(self, team_id: str, channel: str, ts: str) -> bool:
+        """Remove one of the bot's messages; False (logged) when Slack would not."""
+        try:
+            await self.call(team_id, "chat.delete", channel=channel, ts=ts)
+        except SlackCallError as exc:
+            log.warning("could not delete message %s in %s: %s", ts, channel, exc.error)
+            return False
+        return True
 
     async def ephemeral(self, team_id: str, channel: str, user: str, text: str, thread_ts: str | None = None) -> bool:
         """A private note; False when Slack would not take it (the user is told nothing worse)."""
@@ -433,10 +444,7 @@ class AnswerWriter:
         self._messages[-1] = _Message(ts, body)
         if self.on_progress is not None:
             await self.on_progress()  # the store points at the new message before the old one goes
-        try:
-            await self.out.call(self.team_id, "chat.delete", channel=self.channel, ts=stale.ts)
-        except SlackCallError as exc:
-            log.warning("could not delete a superseded message in %s: %s", self.channel, exc.error)
+        await self.out.delete(self.team_id, self.channel, stale.ts)
 
     async def _show(self, message: _Message, text: str, *, urgent: bool) -> None:
         slot_held, self._slot_held = self._slot_held, False
@@ -692,11 +700,10 @@ class NativeWriter:
     async def _abandon_stream(self) -> None:
         """An empty stream replaced by a placeholder: remove it so the thread shows one message."""
         self._register(False)
-        try:
-            await self.out.call(self.team_id, "chat.delete", channel=self.channel, ts=self._ts)
+        assert self._ts is not None
+        if await self.out.delete(self.team_id, self.channel, self._ts):
             self._ts = None
-        except SlackCallError as exc:
-            log.info("could not remove an empty stream in %s (%s)", self.channel, exc.error)
+        else:
             await self._stop()
 
 
