@@ -61,12 +61,22 @@ class ModelParams:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, raw: str) -> ModelParams:
-        return cls.from_mapping(json.loads(raw))
+    def from_stored(cls, raw: str) -> ModelParams:
+        """Settings saved by `to_json`, read back as they were saved, without validating them again.
+
+        They were validated when the persona was set or `PERSONAS_FILE` was read; a rule tightened since
+        must not break a thread or channel that began under the old one. A setting this version no longer
+        knows is dropped.
+        """
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in json.loads(raw).items() if k in known}
+        if isinstance(values.get("stop"), list):
+            values["stop"] = tuple(values["stop"])
+        return cls(**values)
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> ModelParams:
-        """Parse and validate a mapping (a TOML table or stored JSON); unknown keys are refused."""
+        """Parse and validate a mapping (a `PERSONAS_FILE` table); unknown keys are refused."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -6,6 +6,7 @@ SQLite is the backend today; a PostgreSQL backend for multi-replica deployments 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -55,6 +56,7 @@ class StoredMessage:
     slack_user: str | None
     slack_ts: str | None
     status: Status
+    tokens: int | None = None  # the exact count of the message as the model reads it, once counted
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,13 @@ class Store(Protocol):
 
     async def history(self, conversation_id: int, up_to_ts: str) -> list[StoredMessage]:
         """The turns worth sending to the model, oldest first, up to and including `up_to_ts`."""
+        ...
+
+    async def record_tokens(self, counts: Iterable[tuple[StoredMessage, int]]) -> None:
+        """Keep exact token counts of messages as they were read; a message whose text changed since keeps none.
+
+        Any change to a message's text forgets its count.
+        """
         ...
 
     async def save_answer(

@@ -83,6 +83,20 @@ async def m003_channel_personas(db: aiosqlite.Connection) -> None:
     )
 
 
+@migration
+async def m004_messages_by_conversation(db: aiosqlite.Connection) -> None:
+    # history() reads one thread's turns; without this it walks every complete message of every thread
+    # (messages_slack_ts is partial, so it cannot serve it).
+    await db.execute("CREATE INDEX messages_by_conversation ON messages (conversation_id, status)")
+
+
+@migration
+async def m005_message_tokens(db: aiosqlite.Connection) -> None:
+    # Tekken's count of the message as the model reads it (speaker label included), counted once when a
+    # prompt first comes near its budget; NULL until then, and again whenever the text changes.
+    await db.execute("ALTER TABLE messages ADD COLUMN tokens INTEGER")
+
+
 async def migrate(db: aiosqlite.Connection) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; returns the names applied."""
     await db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")

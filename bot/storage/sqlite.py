@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -32,6 +32,34 @@ from bot.storage.migrations import migrate
 
 # Statuses whose text belongs in the model's history.
 _IN_HISTORY = (Status.COMPLETE, Status.PARTIAL)
+
+# A thread's turns: served by the messages_by_conversation index, the answers' questions by primary key.
+HISTORY_QUERY = f"""
+    SELECT m.id, m.role, m.text, m.slack_user, m.slack_ts, m.status, m.tokens,
+           COALESCE(q.slack_ts, m.slack_ts) AS position
+    FROM messages m LEFT JOIN messages q ON q.id = m.reply_to
+    WHERE m.conversation_id = ? AND position IS NOT NULL AND position <= ?
+      AND m.status IN ({",".join("?" * len(_IN_HISTORY))}) AND m.text != ''
+    ORDER BY position, m.id
+"""
+
+
+async def _to_the_end(work: Awaitable[None]) -> None:
+    """Await `work` until it is done even if the caller is cancelled meanwhile; then re-raise the cancellation."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                raise
+            cancelled = True
+    error = task.exception()  # retrieved either way, so asyncio never reports it as lost
+    if cancelled:
+        raise asyncio.CancelledError
+    if error is not None:
+        raise error
 
 
 class SQLiteStore:
@@ -57,14 +85,21 @@ class SQLiteStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction, closed whatever happens, even to a task cancelled halfway through.
+
+        aiosqlite runs each statement in its worker thread, and a cancelled `await` does not take a statement
+        back: a BEGIN, UPDATE or COMMIT whose caller was cancelled still runs. So BEGIN sits inside the `try`,
+        and on any error or cancellation a ROLLBACK is queued behind whatever is still pending (a no-op if the
+        COMMIT went through) and awaited to its end, with the lock held, before the error goes on.
+        """
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
+                await self._db.commit()
             except BaseException:
-                await self._db.rollback()
+                await _to_the_end(self._db.rollback())
                 raise
-            await self._db.commit()
 
     async def _rows(self, sql: str, args: Iterable[object] = ()) -> list[aiosqlite.Row]:
         async with self._db.execute(sql, tuple(args)) as cursor:
@@ -81,7 +116,7 @@ class SQLiteStore:
         if not rows:
             return None
         conv_id, prompt, name, params = rows[0]
-        return Conversation(conv_id, key, Persona(prompt, ModelParams.from_json(params), name))
+        return Conversation(conv_id, key, Persona(prompt, ModelParams.from_stored(params), name))
 
     async def claim_turn(self, key: ThreadKey, persona: Persona, message: NewMessage) -> Turn | None:
         now = time.time()
@@ -141,18 +176,16 @@ class SQLiteStore:
         # An answer sits right after the message it replies to, wherever its own Slack ts falls: a person
         # may write again while the answer is still being written. Slack ts strings are fixed-width
         # ("1700000000.000100"), so text order is time order.
-        rows = await self._rows(
-            f"""
-            SELECT m.id, m.role, m.text, m.slack_user, m.slack_ts, m.status,
-                   COALESCE(q.slack_ts, m.slack_ts) AS position
-            FROM messages m LEFT JOIN messages q ON q.id = m.reply_to
-            WHERE m.conversation_id = ? AND position IS NOT NULL AND position <= ?
-              AND m.status IN ({",".join("?" * len(_IN_HISTORY))}) AND m.text != ''
-            ORDER BY position, m.id
-            """,
-            (conversation_id, up_to_ts, *_IN_HISTORY),
-        )
-        return [StoredMessage(r[0], r[1], r[2], r[3], r[4], Status(r[5])) for r in rows]
+        rows = await self._rows(HISTORY_QUERY, (conversation_id, up_to_ts, *_IN_HISTORY))
+        return [StoredMessage(r[0], r[1], r[2], r[3], r[4], Status(r[5]), r[6]) for r in rows]
+
+    async def record_tokens(self, counts: Iterable[tuple[StoredMessage, int]]) -> None:
+        rows = [(tokens, m.id, m.text) for m, tokens in counts]
+        if not rows:
+            return
+        async with self._transaction() as db:
+            # Compared with the text that was counted: an edit in the meantime wins.
+            await db.executemany("UPDATE messages SET tokens = ? WHERE id = ? AND text = ?", rows)
 
     # answers ---------------------------------------------------------------------------------------
 
@@ -168,11 +201,13 @@ class SQLiteStore:
     ) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE messages SET text = ?, status = ?, slack_parts = ?, slack_ts = ?, "
+                "UPDATE messages SET text = ?, tokens = CASE WHEN text = ? THEN tokens END, status = ?, "
+                "slack_parts = ?, slack_ts = ?, "
                 "finish_reason = COALESCE(?, finish_reason), prompt_tokens = COALESCE(?, prompt_tokens), "
                 "completion_tokens = COALESCE(?, completion_tokens), total_tokens = COALESCE(?, total_tokens), "
                 "updated_at = ? WHERE id = ?",
                 (
+                    text,
                     text,
                     status,
                     json.dumps(slack_parts),
@@ -198,7 +233,10 @@ class SQLiteStore:
     # edits and deletions from Slack -----------------------------------------------------------------
 
     async def edit_message(self, team_id: str, channel_id: str, slack_ts: str, text: str) -> bool:
-        return await self._update_user_message(team_id, channel_id, slack_ts, "text = ?", (text,))
+        # A count stays with the text it counted (Slack also sends edits that change only attachments).
+        return await self._update_user_message(
+            team_id, channel_id, slack_ts, "text = ?, tokens = CASE WHEN text = ? THEN tokens END", (text, text)
+        )
 
     async def delete_message(self, team_id: str, channel_id: str, slack_ts: str) -> bool:
         return await self._update_user_message(team_id, channel_id, slack_ts, "status = ?", (Status.DELETED,))
@@ -224,7 +262,7 @@ class SQLiteStore:
         if not rows:
             return None
         prompt, params, name = rows[0]
-        return Persona(prompt, ModelParams.from_json(params), name)
+        return Persona(prompt, ModelParams.from_stored(params), name)
 
     async def set_channel_persona(
         self, team_id: str, channel_id: str, persona: Persona | None, updated_by: str
