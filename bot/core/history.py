@@ -12,6 +12,8 @@ from typing import Any
 
 # Per-message overhead of the chat template ([INST] markers and the like), in tokens.
 MESSAGE_OVERHEAD = 4
+# Between the turns of one role merged into one message.
+SEPARATOR = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,7 @@ class HistoryTurn:
     role: str  # "user" | "assistant"
     text: str
     speaker: str | None = None
+    tokens: int | None = None  # the count of `label(turn)`, when it is already known
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,18 @@ class Prompt:
     truncated_question: bool = False
     tokens: int = 0
     notes: list[str] = field(default_factory=list)
+    trimmed: bool = False  # the whole thread was over the budget: turns were dropped or the question cut
+
+
+@dataclass
+class _Message:
+    role: str
+    parts: list[str]
+    tokens: int
+
+    @property
+    def content(self) -> str:
+        return SEPARATOR.join(self.parts)
 
 
 def build_prompt(
@@ -38,37 +53,39 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     prefix: str | None = None,
 ) -> Prompt:
-    """`turns` end with the question being answered; `budget_tokens` is what the prompt may use."""
-    merged = _merge(turns)
-    if not merged or merged[-1]["role"] != "user":
+    """`turns` end with the question being answered; `budget_tokens` is what the prompt may use.
+
+    A turn's known `tokens` stand in for counting its text again; with turns counted one by one, a merged
+    message costs the sum of its turns and separators.
+    """
+    merged = _merge(turns, count_tokens)
+    if not merged or merged[-1].role != "user":
         raise ValueError("the last turn must be the user's question")
 
-    def cost(message: dict[str, Any]) -> int:
-        return count_tokens(message["content"]) + MESSAGE_OVERHEAD
-
     fixed = count_tokens(system_prompt) + MESSAGE_OVERHEAD + (count_tokens(prefix) if prefix else 0)
-    costs = [cost(m) for m in merged]
+    costs = [m.tokens + MESSAGE_OVERHEAD for m in merged]
     total = fixed + sum(costs)
+    trimmed = total > budget_tokens
     start = 0
     while total > budget_tokens and start < len(merged) - 1:
         total -= costs[start]
         start += 1
     # The API wants the conversation to open with a user turn.
-    while start < len(merged) - 1 and merged[start]["role"] != "user":
+    while start < len(merged) - 1 and merged[start].role != "user":
         total -= costs[start]
         start += 1
-    kept = merged[start:]
+    kept: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in merged[start:]]
     truncated = False
     if total > budget_tokens:
         room = max(budget_tokens - fixed - MESSAGE_OVERHEAD, 1)
         kept[-1] = {"role": "user", "content": truncate_to_tokens(kept[-1]["content"], room, count_tokens)}
         truncated = True
-        total = fixed + cost(kept[-1])
+        total = fixed + count_tokens(kept[-1]["content"]) + MESSAGE_OVERHEAD
 
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}, *kept]
     if prefix:
         messages.append({"role": "assistant", "content": prefix, "prefix": True})
-    return Prompt(messages, dropped_turns=start, truncated_question=truncated, tokens=total)
+    return Prompt(messages, dropped_turns=start, truncated_question=truncated, tokens=total, trimmed=trimmed)
 
 
 def label(turn: HistoryTurn) -> str:
@@ -77,14 +94,18 @@ def label(turn: HistoryTurn) -> str:
     return turn.text
 
 
-def _merge(turns: list[HistoryTurn]) -> list[dict[str, Any]]:
+def _merge(turns: list[HistoryTurn], count_tokens: Callable[[str], int]) -> list[_Message]:
     """Consecutive turns of one role (several people talking) become one message of that role."""
-    merged: list[dict[str, Any]] = []
+    separator = count_tokens(SEPARATOR)
+    merged: list[_Message] = []
     for turn in turns:
-        if merged and merged[-1]["role"] == turn.role:
-            merged[-1]["content"] += "\n\n" + label(turn)
+        text = label(turn)
+        tokens = turn.tokens if turn.tokens is not None else count_tokens(text)
+        if merged and merged[-1].role == turn.role:
+            merged[-1].parts.append(text)
+            merged[-1].tokens += separator + tokens
         else:
-            merged.append({"role": turn.role, "content": label(turn)})
+            merged.append(_Message(turn.role, [text], tokens))
     return merged
 
 

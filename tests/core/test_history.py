@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.history import TRUNCATION_MARK, HistoryTurn, build_prompt
+from bot.core.history import MESSAGE_OVERHEAD, TRUNCATION_MARK, HistoryTurn, build_prompt
 
 
 def count(text: str) -> int:
@@ -70,3 +70,44 @@ def test_a_prefix_is_sent_last_as_an_assistant_prefix_message() -> None:
 def test_the_last_turn_must_be_a_question() -> None:
     with pytest.raises(ValueError):
         build_prompt(system_prompt="s", turns=[HistoryTurn("assistant", "a")], budget_tokens=10, count_tokens=count)
+
+
+def test_a_turn_whose_count_is_known_is_not_counted_again() -> None:
+    counted: list[str] = []
+
+    def counting(text: str) -> int:
+        counted.append(text)
+        return count(text)
+
+    known = [HistoryTurn("user", "one two three", "Ada", tokens=4), HistoryTurn("assistant", "a b", tokens=2)]
+    prompt = build_prompt(
+        system_prompt="s", turns=[*known, HistoryTurn("user", "q", "Bob")], budget_tokens=100, count_tokens=counting
+    )
+    assert "[Ada] one two three" not in counted and "a b" not in counted
+    assert "[Bob] q" in counted
+    # system (1) and three messages (4, 2, 2), each with its overhead
+    assert prompt.tokens == 1 + 4 + 2 + 2 + 4 * MESSAGE_OVERHEAD
+
+
+@pytest.mark.parametrize(
+    "budget,trimmed",
+    [
+        (10_000, False),  # everything fits
+        (60, True),  # the oldest turns go
+        (5, True),  # the question itself is cut
+    ],
+)
+def test_trimmed_says_whether_the_budget_cut_anything(budget: int, trimmed: bool) -> None:
+    prompt = build_prompt(system_prompt="s", turns=turns(3), budget_tokens=budget, count_tokens=count)
+    assert prompt.trimmed is trimmed
+
+
+def test_a_leading_answer_dropped_for_the_api_is_no_trimming() -> None:
+    # A bare mention leaves only the help answer before the first question: it goes, but nothing was cut.
+    prompt = build_prompt(
+        system_prompt="s",
+        turns=[HistoryTurn("assistant", "help text"), HistoryTurn("user", "q", "Ada")],
+        budget_tokens=100,
+        count_tokens=count,
+    )
+    assert prompt.dropped_turns == 1 and not prompt.trimmed
