@@ -24,6 +24,10 @@ from bot.core.sse import DONE, Delta, Finish, SSEParser, parse_chunk
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT_TOKENS = 32_768
+# After a `GET /v1/models` that did not give a model's size, the fallback serves until this many seconds pass.
+CONTEXT_LOOKUP_RETRY = 60.0
+# The models list is small: waiting longer than this for it only delays an answer.
+CONTEXT_LOOKUP_TIMEOUT = 10.0
 
 
 class ErrorKind(Enum):
@@ -97,7 +101,13 @@ RetryHook = Callable[[ModelError, int, float], Awaitable[None]]
 
 class MistralClient:
     def __init__(
-        self, *, base_url: str, api_key: str, timeouts: Timeouts, client: httpx.AsyncClient | None = None
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeouts: Timeouts,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._timeouts = timeouts
         self._http = client or httpx.AsyncClient(
@@ -105,17 +115,36 @@ class MistralClient:
             headers={"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"},
             timeout=httpx.Timeout(timeouts.idle, connect=timeouts.connect),
         )
-        self._context: dict[str, int] = {}
+        self._clock = clock
+        self._context: dict[str, int] = {}  # real answers only
+        self._next_lookup = float("-inf")
+        self._lookup_lock = asyncio.Lock()  # concurrent turns share one lookup
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def context_length(self, model: str) -> int:
-        """The model's context window from `GET /v1/models` (aliases move, so never hard-coded)."""
+        """The model's context window from `GET /v1/models` (aliases move, so never hard-coded).
+
+        Only real answers are cached. When the list cannot be read, or does not name the model, the fallback
+        serves this turn and the list is read again no sooner than `CONTEXT_LOOKUP_RETRY` seconds later.
+        """
         if model in self._context:
             return self._context[model]
+        async with self._lookup_lock:
+            if model not in self._context and self._clock() >= self._next_lookup:
+                await self._read_context_sizes()
+                if model not in self._context:
+                    self._next_lookup = self._clock() + CONTEXT_LOOKUP_RETRY
+        return self._context.get(model, DEFAULT_CONTEXT_TOKENS)
+
+    async def _read_context_sizes(self) -> None:
         try:
-            response = await self._http.get("/v1/models", headers={"Accept": "application/json"})
+            response = await self._http.get(
+                "/v1/models",
+                headers={"Accept": "application/json"},
+                timeout=httpx.Timeout(CONTEXT_LOOKUP_TIMEOUT, connect=self._timeouts.connect),
+            )
             response.raise_for_status()
             for entry in response.json().get("data", []):
                 names = [entry.get("id"), *(entry.get("aliases") or [])]
@@ -124,9 +153,10 @@ class MistralClient:
                     for name in names:
                         if isinstance(name, str):
                             self._context.setdefault(name, length)
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            log.warning("could not read model context sizes (%s); assuming %d tokens", exc, DEFAULT_CONTEXT_TOKENS)
-        return self._context.setdefault(model, DEFAULT_CONTEXT_TOKENS)
+        except (httpx.HTTPError, ValueError, AttributeError, TypeError) as exc:
+            log.warning(
+                "could not read model context sizes (%r); assuming %d tokens for now", exc, DEFAULT_CONTEXT_TOKENS
+            )
 
     async def stream(self, body: dict[str, Any], on_retry: RetryHook | None = None) -> AsyncIterator[Delta | Finish]:
         """Stream one answer. Retries 429/5xx/unreachable *before the first chunk* within the retry budget."""
@@ -178,8 +208,10 @@ class MistralClient:
                             if item.reason == "error":
                                 raise ModelError(ErrorKind.INTERRUPTED, "the model reported finish_reason=error")
                         yield item
-        except httpx.ConnectError as exc:
-            raise ModelError(ErrorKind.UNAVAILABLE, f"cannot connect: {exc}") from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the model yet: as retryable as a 503. (ConnectTimeout and PoolTimeout are
+            # TimeoutExceptions too, so they must be caught before the read timeouts below.)
+            raise ModelError(ErrorKind.UNAVAILABLE, f"cannot connect: {exc!r}") from exc
         except httpx.TimeoutException as exc:
             raise ModelError(ErrorKind.TIMEOUT, f"no data for {self._timeouts.idle:g}s") from exc
         except httpx.HTTPError as exc:

@@ -1,7 +1,19 @@
 """How to spend one workspace's Slack rate budget: sliding-window accounting per method, learned from 429s.
 
 Pure: every method takes `now`, so tests drive it with a hand-made clock. The async scheduler that hands out
-call slots (`bot.slack_out.Pacer`) decides *who* calls next; this decides *when* a call may go.
+call slots (`bot.slack.pacer.Pacer`) decides *who* calls next; this decides *when* a call may go.
+
+What a 429 teaches (Slack's windows are its own, and it counts calls this process never saw):
+- Every 429 pauses its key until Retry-After: Slack's own word on when its window frees up.
+- A 429 within one window of the budget's start teaches nothing more. After a restart, Slack still counts
+  the previous process's calls, so "refused after 2 calls" says nothing about the limit.
+- Otherwise the level (calls made in the window before the refused one) is a sample. One sample lowers
+  the limit no further than a quarter of the tier: it may be skewed (another process sharing the app's
+  budget, a burst). A second 429 that comes after the first pause ended, within two windows, confirms it:
+  the limit drops to the level. 429s that arrive while the key is still paused are the same burst.
+- Each full window without a 429 after the pause doubles a learned limit, up to the tier (never above);
+  back at the tier it is forgotten. Idle windows and ended pauses are forgotten too, so keys scoped per
+  channel do not pile up.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ class Limit:
     window: float  # seconds
 
 
-# Slack's documented tiers (REFERENCE.md), per workspace unless the key carries a scope such as a channel.
+# Slack's tiers (api.slack.com/apis/rate-limits), per workspace unless the key carries a scope such as a channel.
 DEFAULT_LIMITS: dict[str, Limit] = {
     "chat.update": Limit(50, 60.0),  # Tier 3
     "chat.delete": Limit(50, 60.0),  # Tier 3
@@ -37,26 +49,54 @@ def method_of(key: str) -> str:
     return key.split("#", 1)[0]
 
 
-class CallBudget:
-    """Which calls may go now, for one workspace. Never plans to exceed a limit; shrinks a limit on 429."""
+# A single 429 never teaches a limit below this share of the tier; a confirmed one may.
+SINGLE_SAMPLE_FLOOR = 0.25
+# A second 429 within this many windows of the first (and after its pause) confirms a low limit.
+CONFIRM_WINDOWS = 2
+# How often (seconds of `now`) idle keys are swept out.
+SWEEP_EVERY = 10.0
 
-    def __init__(self, limits: dict[str, Limit] | None = None) -> None:
-        self._limits = dict(DEFAULT_LIMITS if limits is None else limits)
+
+@dataclass
+class _Learned:
+    calls: int
+    last_429: float  # when the last trusted 429 on the key came
+    quiet_from: float  # when the key could be used again without a 429 since (pause end, or the last step up)
+
+
+class CallBudget:
+    """Which calls may go now, for one workspace. Never plans to exceed a limit; learns lower ones from 429s
+    and probes back up toward the tier once they stop (see the module's docstring for the rule)."""
+
+    def __init__(self, limits: dict[str, Limit] | None = None, *, started: float | None = None) -> None:
+        self._tiers = dict(DEFAULT_LIMITS if limits is None else limits)
         self._calls: dict[str, deque[float]] = {}
+        self._learned: dict[str, _Learned] = {}
         self._blocked_until: dict[str, float] = {}
+        self._started = started  # when this budget began watching (the first `now` it saw, unless given)
+        self._swept = started
         self.rate_limited_count = 0
 
+    def tier(self, key: str) -> Limit:
+        """The documented limit for `key` (its method's, for a scoped key)."""
+        return self._tiers.get(key) or self._tiers.get(method_of(key)) or FALLBACK_LIMIT
+
     def limit(self, key: str) -> Limit:
-        return self._limits.get(key) or self._limits.get(method_of(key)) or FALLBACK_LIMIT
+        learned = self._learned.get(key)
+        tier = self.tier(key)
+        return tier if learned is None else Limit(learned.calls, tier.window)
 
     def used(self, key: str, now: float) -> int:
+        self._seen(now)
         return len(self._window(key, now))
 
     def wait_time(self, key: str, now: float, *, reserve: int = 0) -> float:
         """Seconds until a call on `key` may go (0: now), keeping `reserve` calls of the window free."""
+        self._seen(now)
         blocked = self._blocked_until.get(key, 0.0) - now
         if blocked > 0:
             return blocked
+        self._recover(key, now)
         limit = self.limit(key)
         allowed = max(limit.calls - reserve, 1)
         calls = self._window(key, now)
@@ -66,24 +106,86 @@ class CallBudget:
         return calls[len(calls) - allowed] + limit.window - now
 
     def record(self, key: str, now: float) -> None:
-        self._window(key, now).append(now)
+        self._seen(now)
+        self._window(key, now)
+        self._calls.setdefault(key, deque()).append(now)
 
     def rate_limited(self, key: str, now: float, retry_after: float) -> None:
-        """Slack said 429: pause the key for `retry_after` and believe the limit is below what we used."""
+        """Slack said 429: pause the key until Retry-After, and maybe learn a lower limit (module docstring)."""
+        self._seen(now)
         self.rate_limited_count += 1
-        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), now + max(retry_after, 0.0))
-        limit = self.limit(key)
-        # The refused call was recorded but not counted by Slack.
-        used = len(self._window(key, now)) - 1
-        if 0 < used < limit.calls:
-            self._limits[key] = Limit(used, limit.window)
+        calls = self._window(key, now)
+        if calls:
+            calls.pop()  # the refused call was recorded when it went, but Slack did not count it
+            if not calls:
+                del self._calls[key]
+        level = len(calls)
+        in_burst = self._blocked_until.get(key, 0.0) > now
+        until = max(self._blocked_until.get(key, 0.0), now + max(retry_after, 0.0))
+        self._blocked_until[key] = until
+        tier = self.tier(key)
+        learned = self._learned.get(key)
+        if learned is not None:
+            learned.quiet_from = max(learned.quiet_from, until)  # no probing up while paused
+        started = now if self._started is None else self._started
+        if in_burst or now - started < tier.window:
+            return  # the same burst as a 429 already heard, or a window that straddles our start
+        self._recover(key, now)
+        learned = self._learned.get(key)
+        confirmed = learned is not None and now - learned.last_429 <= CONFIRM_WINDOWS * tier.window
+        floor = 1 if confirmed else max(int(tier.calls * SINGLE_SAMPLE_FLOOR), 1)
+        calls_now = min(max(level, floor), self.limit(key).calls)
+        self._learned[key] = _Learned(calls=calls_now, last_429=now, quiet_from=until)
+
+    def tracked_keys(self) -> set[str]:
+        """Keys the budget holds any state for (a call in the window, a pause, a learned limit)."""
+        return set(self._calls) | set(self._learned) | set(self._blocked_until)
 
     def _window(self, key: str, now: float) -> deque[float]:
-        calls = self._calls.setdefault(key, deque())
-        horizon = now - self.limit(key).window
+        calls = self._calls.get(key)
+        if calls is None:
+            return deque()
+        horizon = now - self.tier(key).window
         while calls and calls[0] <= horizon:
             calls.popleft()
+        if not calls:
+            del self._calls[key]
         return calls
+
+    def _recover(self, key: str, now: float) -> None:
+        """Each full window without a 429 since the pause ended doubles a learned limit, up to the tier."""
+        learned = self._learned.get(key)
+        if learned is None:
+            return
+        tier = self.tier(key)
+        steps = int((now - learned.quiet_from) // tier.window)
+        if steps <= 0:
+            return
+        calls = learned.calls
+        for _ in range(steps):
+            calls = min(calls * 2, tier.calls)
+            if calls >= tier.calls:
+                del self._learned[key]
+                return
+        learned.calls = calls
+        learned.quiet_from += steps * tier.window
+
+    def _seen(self, now: float) -> None:
+        """Note the first `now` (the start of watching) and sweep idle keys out now and then."""
+        if self._started is None:
+            self._started = now
+        if self._swept is None:
+            self._swept = now
+        if now - self._swept < SWEEP_EVERY:
+            return
+        self._swept = now
+        for key in list(self._calls):
+            self._window(key, now)
+        for key, until in list(self._blocked_until.items()):
+            if until <= now:
+                del self._blocked_until[key]
+        for key in list(self._learned):
+            self._recover(key, now)
 
 
 def update_priority(*, waited: float, unseen_chars: int) -> float:

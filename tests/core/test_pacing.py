@@ -31,10 +31,11 @@ def test_the_reserve_keeps_slots_for_finals() -> None:
 
 def test_a_429_pauses_the_key_and_lowers_the_limit() -> None:
     budget = CallBudget({"chat.update": Limit(50, 60.0)})
+    budget.wait_time("chat.update", 0.0)  # watched for a whole window before the 429: a sample to learn from
     for i in range(21):
-        budget.record("chat.update", i * 0.1)
-    budget.rate_limited("chat.update", 2.1, retry_after=3)
-    assert budget.wait_time("chat.update", 2.2) > 2.8
+        budget.record("chat.update", 100 + i * 0.1)
+    budget.rate_limited("chat.update", 102.1, retry_after=3)
+    assert budget.wait_time("chat.update", 102.2) > 2.8
     assert budget.limit("chat.update") == Limit(20, 60.0)
     assert budget.rate_limited_count == 1
 
@@ -44,6 +45,135 @@ def test_scoped_keys_share_their_methods_limit_but_not_its_window() -> None:
     budget.record("chat.postMessage#C1", 0.0)
     assert budget.wait_time("chat.postMessage#C1", 0.1) > 0
     assert budget.wait_time("chat.postMessage#C2", 0.1) == 0
+
+
+# Learning from 429s, and forgetting what was learned -------------------------------------------------------
+
+TIER = Limit(50, 60.0)
+
+
+def calls_within(budget: CallBudget, key: str, start: float, end: float, step: float = 0.1) -> int:
+    """How many calls a caller that takes every free slot gets through between `start` and `end`."""
+    made, now = 0, start
+    while now < end:
+        if budget.wait_time(key, now) == 0:
+            budget.record(key, now)
+            made += 1
+        now += step
+    return made
+
+
+def test_a_429_right_after_a_restart_teaches_nothing_but_the_pause() -> None:
+    # The previous process filled Slack's window; this one makes 2 calls, and the third meets a 429.
+    budget = CallBudget({"chat.update": TIER})
+    for t in (0.0, 1.0, 2.0):
+        assert budget.wait_time("chat.update", t) == 0
+        budget.record("chat.update", t)
+    budget.rate_limited("chat.update", 2.0, retry_after=30)
+    assert budget.wait_time("chat.update", 2.1) == pytest.approx(29.9)  # Slack's window frees at t=32
+    assert budget.wait_time("chat.update", 32.0) == 0
+    assert budget.limit("chat.update") == TIER  # two calls are not Slack's limit
+    assert calls_within(budget, "chat.update", 32.0, 92.0) >= 45  # back near the tier within one window
+
+
+def test_a_single_429_never_cuts_below_a_quarter_of_the_tier() -> None:
+    budget = CallBudget({"chat.update": TIER})
+    budget.wait_time("chat.update", 0.0)  # the budget has watched the key since t=0
+    for t in (100.0, 101.0, 102.0):
+        budget.record("chat.update", t)
+    budget.rate_limited("chat.update", 102.0, retry_after=30)
+    assert budget.limit("chat.update") == Limit(12, 60.0)
+    assert calls_within(budget, "chat.update", 102.0, 200.0) >= 12  # well above one a minute
+
+
+@pytest.mark.parametrize(
+    # Each step: at `at`, `made` calls sit in the window (made at at-50 s), then a call meets a 429.
+    "steps,expected",
+    [
+        ([(100.0, 30, 5.0)], 30),  # one trusted sample above the floor: believed
+        ([(100.0, 3, 5.0)], 12),  # one sample far below the tier: no lower than a quarter of it
+        ([(100.0, 3, 5.0), (100.0, 0, 5.0)], 12),  # a burst refused together is one sample
+        ([(100.0, 3, 5.0), (104.0, 0, 5.0)], 12),  # still inside the first pause: the same burst
+        ([(100.0, 3, 5.0), (106.0, 1, 5.0)], 4),  # a second 429 after the pause confirms a low limit
+        ([(100.0, 3, 5.0), (300.0, 2, 5.0)], 12),  # too far apart to confirm each other
+        ([(10.0, 3, 5.0), (20.0, 3, 5.0)], 50),  # both within a window of the start: Slack counted unseen calls
+        ([(100.0, 60, 5.0)], 50),  # never above the tier
+    ],
+)
+def test_what_429s_teach(steps: list[tuple[float, int, float]], expected: int) -> None:
+    budget = CallBudget({"chat.update": TIER})
+    budget.wait_time("chat.update", 0.0)  # the budget starts watching
+    for at, made, retry_after in steps:
+        for i in range(made):
+            budget.record("chat.update", at - 50 + i * 0.1)
+        budget.record("chat.update", at)  # the refused call: recorded when it went, not counted by Slack
+        budget.rate_limited("chat.update", at, retry_after=retry_after)
+    assert budget.limit("chat.update").calls == expected
+    assert budget.rate_limited_count == len(steps)
+
+
+def test_learned_limits_recover_step_by_step_back_to_the_tier_and_never_above() -> None:
+    budget = CallBudget({"chat.update": TIER})
+    budget.wait_time("chat.update", 0.0)
+    budget.record("chat.update", 100.0)
+    budget.rate_limited("chat.update", 100.0, retry_after=5)
+    budget.record("chat.update", 106.0)
+    budget.rate_limited("chat.update", 106.0, retry_after=4)  # confirmed: one call a minute
+    assert budget.limit("chat.update").calls == 1
+    seen = []
+    for now in (110.0, 169.0, 170.0, 230.0, 290.0, 350.0, 410.0, 470.0, 530.0, 600.0, 900.0):
+        budget.wait_time("chat.update", now)
+        seen.append(budget.limit("chat.update").calls)
+    # Quiet from the end of the pause (t=110): each window without a 429 doubles the limit, up to the tier.
+    assert seen == [1, 1, 2, 4, 8, 16, 32, 50, 50, 50, 50]
+
+
+def test_a_429_while_recovering_starts_the_quiet_period_again() -> None:
+    budget = CallBudget({"chat.update": TIER})
+    budget.wait_time("chat.update", 0.0)
+    for t in (100.0, 106.0):
+        budget.record("chat.update", t)
+        budget.rate_limited("chat.update", t, retry_after=4)
+    assert budget.limit("chat.update").calls == 1
+    budget.wait_time("chat.update", 171.0)
+    assert budget.limit("chat.update").calls == 2
+    budget.record("chat.update", 172.0)
+    budget.rate_limited("chat.update", 172.0, retry_after=10)  # the probe was too much: confirmed again
+    assert budget.limit("chat.update").calls == 1
+    budget.wait_time("chat.update", 240.0)
+    assert budget.limit("chat.update").calls == 1  # quiet only since t=182
+    budget.wait_time("chat.update", 242.0)
+    assert budget.limit("chat.update").calls == 2
+
+
+def test_a_429_in_the_same_burst_delays_the_probe_up() -> None:
+    budget = CallBudget({"chat.update": TIER})
+    budget.wait_time("chat.update", 0.0)
+    budget.rate_limited("chat.update", 100.0, retry_after=5)  # learned: the floor, paused until 105
+    budget.rate_limited("chat.update", 101.0, retry_after=30)  # the same burst: paused until 131
+    assert budget.limit("chat.update").calls == 12
+    budget.wait_time("chat.update", 170.0)
+    assert budget.limit("chat.update").calls == 12  # a window after the first pause, but not the second
+    budget.wait_time("chat.update", 191.0)
+    assert budget.limit("chat.update").calls == 24
+
+
+def test_scoped_keys_are_forgotten_once_idle_and_recovered() -> None:
+    budget = CallBudget({"chat.postMessage": Limit(10, 10.0), "chat.update": TIER})
+    budget.wait_time("chat.update", 0.0)
+    for i in range(5000):
+        budget.record(f"chat.postMessage#C{i}", 100.0 + i * 0.001)
+    budget.record("chat.postMessage#C1", 104.0)
+    budget.rate_limited("chat.postMessage#C1", 104.0, retry_after=30)
+    assert budget.limit("chat.postMessage#C1") == Limit(2, 10.0)  # a quarter of the tier: the floor
+    assert len(budget.tracked_keys()) == 5000
+    budget.wait_time("chat.update", 120.0)
+    assert budget.tracked_keys() == {"chat.postMessage#C1"}  # idle windows gone; C1 paused and still learning
+    assert budget.used("chat.postMessage#C2", 120.0) == 0
+    assert budget.wait_time("chat.postMessage#C1", 120.0) == pytest.approx(14.0)
+    budget.wait_time("chat.update", 300.0)
+    assert budget.tracked_keys() == set()  # recovered: back to the method's tier
+    assert budget.limit("chat.postMessage#C1") == Limit(10, 10.0)
 
 
 def test_backoff_grows_is_jittered_and_honours_retry_after() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
 import string
 import time
 from collections import deque
@@ -83,6 +84,8 @@ class FakeMistral:
         self.default_delay = 0.0
         self.chunk_size = 12
         self.hangs: list[asyncio.Event] = []
+        self.models_requests = 0
+        self.models_failures = 0  # answer this many `GET /v1/models` with a 503 before answering properly
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -111,8 +114,12 @@ class FakeMistral:
         return [r for r in self.requests if "messages" in r]
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.models_requests += 1
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return web.json_response({"detail": "Unauthorized"}, status=401)
+        if self.models_failures > 0:
+            self.models_failures -= 1
+            return web.json_response({"message": "Service unavailable"}, status=503)
         return web.json_response(
             {
                 "object": "list",
@@ -286,3 +293,67 @@ class FakeMistral:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers a byte: a server that hangs before responding."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        while await reader.read(65536):  # read the request, answer nothing, until the client leaves
+            pass
+
+    async def stop(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class UnreachableServer:
+    """A port where connecting hangs: a listener whose backlog is full, so the kernel drops new SYNs.
+
+    Connections here end in a connect timeout, as with a firewalled or unroutable host.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._fillers = []
+        for _ in range(3):  # fill the accept queue; nobody ever accepts
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            self._fillers.append(filler)
+
+    def close(self) -> None:
+        for filler in self._fillers:
+            filler.close()
+        self._listener.close()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
