@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dotenv import dotenv_values
 
 from bot.core.params import ModelParams, ParamError, parse_stop
 
@@ -58,8 +61,46 @@ class Settings:
         return self.slack_app_token is not None
 
 
+def environment(env_file: Path | None = None) -> dict[str, str]:
+    """The process environment over the settings in `env_file`: the real environment wins.
+
+    Without `env_file`, `.env` in the working directory is read when there is one. The file's values are
+    returned, not put into the process environment, so no library finds them there.
+    """
+    path = env_file or Path(".env")
+    if env_file is not None and not path.is_file():
+        raise ConfigError(f"--env-file {env_file}: no such file")
+    from_file = dotenv_values(path) if path.is_file() else {}
+    return {**{k: v for k, v in from_file.items() if v is not None}, **os.environ}
+
+
+# What Bolt's AsyncApp reads from the environment on its own when it is set: tokens (each a warning at start),
+# the legacy verification token, and the OAuth pair, which would switch it into multi-workspace mode.
+BOLT_VARIABLES = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_VERIFICATION_TOKEN",
+    "SLACK_CLIENT_ID",
+    "SLACK_CLIENT_SECRET",
+)
+
+
+@contextmanager
+def hidden_from_libraries(names: tuple[str, ...] = BOLT_VARIABLES) -> Iterator[None]:
+    """Hide `names` from the process environment while a library that would read them is built.
+
+    Every setting reaches the bot through `Settings`; a library object built inside this block sees only
+    what it is given.
+    """
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from `env` (default: the process environment, after `.env` was loaded)."""
+    """Build settings from `env` (default: the process environment alone; `environment()` adds `.env`)."""
     env = os.environ if env is None else env
     r = _Reader(env)
 
@@ -162,8 +203,14 @@ class _Reader:
             value = int(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a whole number") from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise ConfigError(f"{name} must be between {minimum} and {maximum}")
+        too_small = minimum is not None and value < minimum
+        too_large = maximum is not None and value > maximum
+        if too_small or too_large:
+            if minimum is not None and maximum is not None:
+                raise ConfigError(f"{name} must be between {minimum} and {maximum}")
+            if minimum is not None:
+                raise ConfigError(f"{name} must be at least {minimum}")
+            raise ConfigError(f"{name} must be at most {maximum}")
         return value
 
     def number(self, name: str) -> float | None:

@@ -1,27 +1,44 @@
-"""HTTP mode's web server: Slack's requests at `/slack/events`, a health check at `/healthz`.
+"""Slack's requests at the front door: HTTP mode's web server, and what any mode answers when handling fails.
 
-Bolt's own aiohttp server parses a body before checking its signature and answers 500 to a body it cannot
-parse; this front door answers 400 to garbage instead, and hands everything else to Bolt, which verifies
-signatures (401) and timestamps.
+Bolt's own aiohttp server parses a body before checking its signature, answers 500 to a body it cannot parse,
+and logs the body of a request whose signature is wrong, message text included. This front door answers 400
+to garbage and 401 to a bad signature itself (logging neither body), and hands the rest to Bolt, which checks
+signatures and timestamps again. `/healthz` is for load balancers.
+
+Whatever a listener or middleware raises, in either mode, ends in `acknowledge_failures`: a log line without
+the payload, and an acknowledgement, so Slack does not resend a payload that would fail the same way again.
+So does a payload that no listener takes (Bolt would answer 404, and Slack would resend it).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
+COMMAND_FAILED = "Sorry, something went wrong with that command. Please try again in a moment."
 
 
-def web_app(app: AsyncApp, path: str = "/slack/events") -> web.Application:
+def web_app(app: AsyncApp, *, signing_secret: str, path: str = "/slack/events") -> web.Application:
+    verifier = SignatureVerifier(signing_secret)
+
     async def slack_request(request: web.Request) -> web.Response:
         raw = await request.read()
+        if not _signed(verifier, raw, request.headers):
+            log.info("refused a request without a valid Slack signature (%d bytes, not logged)", len(raw))
+            return web.json_response({"error": "invalid request"}, status=401)
         try:
             bolt_request = AsyncBoltRequest(
                 body=raw.decode("utf-8"), query=request.query_string, headers=dict(request.headers)
@@ -30,8 +47,11 @@ def web_app(app: AsyncApp, path: str = "/slack/events") -> web.Application:
             # Undecodable bytes, broken JSON or form data, or JSON of the wrong shape: Bolt's parsing
             # assumes a well-formed Slack payload.
             return web.Response(status=400, text="invalid request body")
-        if not isinstance(bolt_request.body, dict) or not bolt_request.body:
+        body = bolt_request.body
+        if not isinstance(body, dict) or not body:
             return web.Response(status=400, text="invalid request body")
+        if body.get("type") == "event_callback" and not isinstance(body.get("event"), dict):
+            return web.Response(status=400, text="invalid request body")  # an envelope without an event
         response = await app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
@@ -42,3 +62,34 @@ def web_app(app: AsyncApp, path: str = "/slack/events") -> web.Application:
     web_application.router.add_post(path, slack_request)
     web_application.router.add_get("/healthz", health)
     return web_application
+
+
+def _signed(verifier: SignatureVerifier, raw: bytes, headers: Mapping[str, str]) -> bool:
+    try:
+        return verifier.is_valid(raw, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature"))
+    except (ValueError, TypeError):  # a timestamp that is not a number, a signature that is not ASCII
+        return False
+
+
+async def acknowledge_failures(error: Exception, request: AsyncBoltRequest) -> BoltResponse:
+    """Bolt's error handler: one log line naming the error's type and origin, never its text (which may quote
+    the payload); the full traceback at DEBUG.
+
+    A failure of the machine (network, disk: `OSError`) answers 500, so Slack redelivers what the bot could
+    not store; anything else is a payload the bot cannot handle, and is acknowledged.
+    """
+    body = request.body if isinstance(request.body, dict) else {}
+    kind = "command" if isinstance(body.get("command"), str) else "event" if "event" in body else "request"
+    if isinstance(error, BoltUnhandledRequestError):  # no listener takes it: Slack need not send it again
+        log.info("ignored a Slack %s that no listener takes", kind)
+        return BoltResponse(status=200, body="")
+    frames = traceback.extract_tb(error.__traceback__)
+    origin = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    log.debug("the failure in full", exc_info=error)
+    if isinstance(error, OSError):
+        log.error("could not handle a Slack %s (%s%s); Slack will send it again", kind, type(error).__name__, origin)
+        return BoltResponse(status=500, body="")
+    log.error("could not handle a Slack %s (%s%s); acknowledged", kind, type(error).__name__, origin)
+    if kind == "command":
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": COMMAND_FAILED})
+    return BoltResponse(status=200, body="")

@@ -64,3 +64,17 @@ def test_a_bad_setting_names_itself_and_never_leaks_secrets(change: dict[str, st
     message = str(info.value)
     assert name in message and "\n" not in message
     assert "secret" not in message
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"MISTRAL_MAX_TOKENS": "0"}, "MISTRAL_MAX_TOKENS must be at least 1"),
+        ({"MISTRAL_CONTEXT_TOKENS": "100"}, "MISTRAL_CONTEXT_TOKENS must be at least 256"),
+        ({"PORT": "0"}, "PORT must be between 1 and 65535"),
+    ],
+)
+def test_a_range_error_states_only_the_bounds_that_exist(change: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, **change})
+    assert str(info.value) == message

@@ -55,9 +55,18 @@ def mentions(text: str, user_id: str) -> bool:
 
 
 def classify_event(event: dict[str, Any], *, team_id: str, bot_user_id: str) -> Decision:
-    """Decide what to do with an `app_mention` or `message` event; pure, so tests drive it with dicts."""
+    """Decide what to do with an `app_mention` or `message` event; pure, so tests drive it with dicts.
+
+    The event is JSON from the network: a field of the wrong type makes it chatter to ignore (or, for the
+    optional fields, reads as absent), never an exception.
+    """
+    if not isinstance(event, dict):
+        return IGNORE
+    team_id = team_id if isinstance(team_id, str) else ""
     kind = event.get("type")
     subtype = event.get("subtype")
+    if not isinstance(kind, str) or not (subtype is None or isinstance(subtype, str)):
+        return IGNORE
     if kind == "message" and subtype in ("message_changed", "message_deleted"):
         return _classify_change(event, team_id=team_id, bot_user_id=bot_user_id)
     if kind not in ("message", "app_mention") or subtype not in _USER_SUBTYPES:
@@ -75,13 +84,18 @@ def classify_event(event: dict[str, Any], *, team_id: str, bot_user_id: str) -> 
 def _classify_change(event: dict[str, Any], *, team_id: str, bot_user_id: str) -> Decision:
     if event["subtype"] == "message_deleted":
         previous = event.get("previous_message") or {}
+        if not isinstance(previous, dict):
+            return IGNORE
         ts = event.get("deleted_ts") or previous.get("ts")
-        if not ts or previous.get("bot_id"):
+        if not isinstance(ts, str) or not ts or previous.get("bot_id"):
             return IGNORE
         inner = {**previous, "ts": ts, "channel": event.get("channel"), "text": previous.get("text", "")}
         message = _incoming(inner, team_id=team_id, require_user=False)
         return Decision(Action.DELETE, message) if message else IGNORE
-    inner = {**(event.get("message") or {}), "channel": event.get("channel")}
+    changed = event.get("message") or {}
+    if not isinstance(changed, dict):
+        return IGNORE
+    inner = {**changed, "channel": event.get("channel")}
     if inner.get("bot_id") or inner.get("user") == bot_user_id:
         return IGNORE
     message = _incoming(inner, team_id=team_id)
@@ -92,15 +106,15 @@ def _incoming(event: dict[str, Any], *, team_id: str, require_user: bool = True)
     channel, ts, user = event.get("channel"), event.get("ts"), event.get("user")
     if not isinstance(channel, str) or not isinstance(ts, str) or (require_user and not isinstance(user, str)):
         return None
-    text = event.get("text")
+    text, team, thread_ts, channel_type = (event.get(k) for k in ("text", "team", "thread_ts", "channel_type"))
     return Incoming(
-        team_id=event.get("team") if isinstance(event.get("team"), str) and not team_id else team_id,
+        team_id=team if isinstance(team, str) and not team_id else team_id,
         channel_id=channel,
         ts=ts,
-        thread_ts=event.get("thread_ts") or ts,
-        user_id=user or "",
+        thread_ts=thread_ts if isinstance(thread_ts, str) and thread_ts else ts,
+        user_id=user if isinstance(user, str) else "",
         text=text if isinstance(text, str) else "",
-        channel_type=event.get("channel_type") or _guess_channel_type(channel),
+        channel_type=channel_type if isinstance(channel_type, str) and channel_type else _guess_channel_type(channel),
     )
 
 
