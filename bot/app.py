@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Settings
+from bot.config import Settings, hidden_from_libraries
 from bot.conversation import Conversations
 from bot.core.personas import Persona
+from bot.http import acknowledge_failures
 from bot.listeners import register_listeners
 from bot.mistral import MistralClient, Timeouts
 from bot.personas import Personas, load_catalog
-from bot.slack_out import SlackOut
+from bot.slack.api import SlackApi
+from bot.slack.writers import Writers
 from bot.storage import SQLiteStore, Store
 from bot.tokens import TokenCounter
 from bot.users import UserDirectory
@@ -31,23 +35,31 @@ class Bot:
     store: Store
     model: MistralClient
     session: aiohttp.ClientSession
-    tokenizer_loading: asyncio.Task[None]
 
     async def close(self) -> None:
-        self.tokenizer_loading.cancel()
         await self.model.aclose()
         await self.session.close()
         await self.store.close()
 
 
-async def create_bot(settings: Settings) -> Bot:
+class KnownBot(AsyncAuthorize):
+    """The workspace's bot, as start-up's `auth.test` found it, for every request: Bolt asks Slack no more."""
+
+    def __init__(self, identity: AuthorizeResult) -> None:
+        self.identity = identity
+
+    async def __call__(self, **_: Any) -> AuthorizeResult:
+        return self.identity
+
+
+async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
     catalog = load_catalog(settings.personas_file)  # a bad file stops start-up with a clear line
     store = await SQLiteStore.open(settings.database_path)
     # One session for every Web API call: slack_sdk opens a new one per call otherwise, and with it a new
     # connection, which costs more CPU than the rest of an answer's work.
     session = aiohttp.ClientSession()
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session)
-    out = SlackOut(client)
+    out = SlackApi(client)
     model = MistralClient(
         base_url=settings.mistral_base_url,
         api_key=settings.mistral_api_key,
@@ -58,11 +70,12 @@ async def create_bot(settings: Settings) -> Bot:
             retry_budget=settings.retry_budget,
         ),
     )
-    tokens = TokenCounter()
+    tokens = TokenCounter()  # Tekken loads on the first prompt that needs it, not at start
     conversations = Conversations(
         store=store,
         model=model,
         out=out,
+        writers=Writers(out, mode=settings.slack_streaming),
         personas=Personas(
             store,
             catalog,
@@ -74,16 +87,22 @@ async def create_bot(settings: Settings) -> Bot:
         users=UserDirectory(out),
         context_tokens=settings.context_tokens,
         total_timeout=settings.total_timeout,
-        streaming=settings.slack_streaming,
     )
-    app = AsyncApp(
-        client=client,
-        # Listeners only claim and queue work (milliseconds), so Slack's acknowledgement is sent after the
-        # message is safely stored: an ack never stands for a message the bot could still lose.
-        process_before_response=True,
-        signing_secret=settings.slack_signing_secret or "",
-        # Socket Mode traffic is authenticated by the app token; HTTP requests must be signed.
-        request_verification_enabled=not settings.socket_mode,
-    )
+    # Everything Bolt needs is given here; it would read tokens and OAuth settings from the environment too.
+    with hidden_from_libraries():
+        app = AsyncApp(
+            # Bolt's client has no token of its own: each request's client gets the bot's from `authorize`.
+            client=AsyncWebClient(base_url=settings.slack_api_url, session=session),
+            authorize=KnownBot(identity),
+            # Listeners only claim and queue work (milliseconds), so Slack's acknowledgement is sent after the
+            # message is safely stored: an ack never stands for a message the bot could still lose.
+            process_before_response=True,
+            signing_secret=settings.slack_signing_secret or "",
+            # Socket Mode traffic is authenticated by the app token; HTTP requests must be signed.
+            request_verification_enabled=not settings.socket_mode,
+            # A payload no listener takes goes to `acknowledge_failures` too, instead of a 404 Slack would retry.
+            raise_error_for_unhandled_request=True,
+        )
+    app.error(acknowledge_failures)
     register_listeners(app, conversations)
-    return Bot(app, conversations, store, model, session, asyncio.create_task(asyncio.to_thread(tokens.load)))
+    return Bot(app, conversations, store, model, session)

@@ -13,18 +13,21 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from bot.core.history import HistoryTurn, Prompt, build_prompt
+from bot.core.backfill import earlier_messages
+from bot.core.history import Prompt
 from bot.core.params import ModelParams, request_body
 from bot.core.prefix import PrefixedAnswer
+from bot.core.prompt import ThreadMessage, draft_prompt, names_to_look_up
 from bot.core.routing import Action, Incoming, classify_event
-from bot.core.slack_text import readable, strip_leading_mention, user_ids
+from bot.core.slack_text import strip_leading_mention
 from bot.core.splitting import split_all
 from bot.core.sse import Delta, Finish
-from bot.mistral import ErrorKind, MistralClient, ModelError
+from bot.mistral import ErrorKind, ModelError, RetryHook
 from bot.personas import Personas
-from bot.slack_out import RateLimited, SlackCallError, SlackOut, Writer, with_notes
+from bot.slack.api import RateLimited, SlackCallError
+from bot.slack.writers import Writer, with_notes
 from bot.storage import NewMessage, Status, Store, ThreadKey, Turn, Usage
 from bot.tokens import TokenCounter
 from bot.users import UserDirectory
@@ -64,6 +67,8 @@ CANNOT_POST = {
     "restricted_action_thread_locked": "that thread is locked.",
     "restricted_action": "posting there is restricted.",
 }
+# How long a failure note may take to show before the answer is left as it is.
+NOTE_TIMEOUT = 15.0
 TRUNCATED_NOTE = "Your message was too long for the model, so only its beginning was read."
 
 
@@ -77,8 +82,8 @@ class _Answer:
         self._store = store
 
     def add(self, text: str) -> None:
+        self.writer.append(text)  # raises when Slack broke the writer: that text was never shown
         self.text += text
-        self.writer.append(text)
 
     @property
     def unfinished_status(self) -> Status:
@@ -100,29 +105,59 @@ class Identity:
     bot_name: str = "assistant"
 
 
+class Model(Protocol):
+    """The model API, as a turn uses it (`bot.mistral.MistralClient`)."""
+
+    def stream(self, body: dict[str, Any], on_retry: RetryHook | None = None) -> AsyncIterator[Delta | Finish]: ...
+
+    async def context_length(self, model: str) -> int: ...
+
+
+class SlackOut(Protocol):
+    """Slack's Web API, as a turn uses it (`bot.slack.api.SlackApi`)."""
+
+    async def call(self, team_id: str, method: str, **kwargs: Any) -> dict[str, Any]: ...
+
+    async def post(
+        self, team_id: str, channel: str, text: str, *, thread_ts: str | None = None, **extra: Any
+    ) -> dict[str, Any]: ...
+
+    async def update(self, team_id: str, channel: str, ts: str, text: str) -> None: ...
+
+    async def ephemeral(
+        self, team_id: str, channel: str, user: str, text: str, thread_ts: str | None = None
+    ) -> bool: ...
+
+
+class WriterFactory(Protocol):
+    """Makes the writer that shows one answer (`bot.slack.writers.Writers`)."""
+
+    def new(self, team_id: str, channel: str, thread_ts: str, *, recipient_user_id: str) -> Writer: ...
+
+
 class Conversations:
     def __init__(
         self,
         *,
         store: Store,
-        model: MistralClient,
+        model: Model,
         out: SlackOut,
+        writers: WriterFactory,
         personas: Personas,
         tokens: TokenCounter,
         users: UserDirectory,
         context_tokens: int | None = None,
         total_timeout: float = 600.0,
-        streaming: str = "auto",
     ) -> None:
         self.store = store
         self.model = model
         self.out = out
+        self.writers = writers
         self.personas = personas
         self.tokens = tokens
         self.users = users
         self._context_tokens = context_tokens
         self._total_timeout = total_timeout
-        self._streaming = streaming
         self._thread_locks: dict[ThreadKey, tuple[asyncio.Lock, int]] = {}  # lock, turns using it
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
@@ -198,8 +233,18 @@ class Conversations:
             return "I'm restarting right now; please ask again in a moment."
         shown = f"<@{user_id}> asked:\n>{question}"
         note = None
+        if channel_id.startswith("C"):
+            # chat:write.public lets the bot post in a public channel it is not in, but Slack sends it no events
+            # from there, so replies in the answer's thread would go unanswered: join first (channels:join).
+            # Where joining fails (a private channel, an install without the scope), posting goes on as before.
+            try:
+                await self.out.call(team_id, "conversations.join", channel=channel_id, retry_rate_limited=False)
+            except SlackCallError as exc:
+                log.info("/ask could not join %s (%s); posting without joining", channel_id, exc.error)
+            except RateLimited:
+                log.info("/ask could not join %s (rate limited); posting without joining", channel_id)
         try:
-            ts = await self.out.post(team_id, channel_id, shown)
+            ts = str((await self.out.post(team_id, channel_id, shown))["ts"])
         except SlackCallError as exc:
             if exc.error not in CANNOT_POST:
                 log.warning("/ask could not post in %s: %s", channel_id, exc.error)
@@ -207,7 +252,7 @@ class Conversations:
             # The answer is not lost: it goes to a DM with the asker instead.
             log.info("/ask cannot post in %s (%s); answering in a DM", channel_id, exc.error)
             try:
-                data = await self.out.call(team_id, "chat.postMessage", channel=user_id, text=shown)
+                data = await self.out.post(team_id, user_id, shown)
             except SlackCallError as dm_exc:
                 log.warning("/ask could not DM %s either: %s", user_id, dm_exc.error)
                 return f"I can't post in this channel: {CANNOT_POST[exc.error]}"
@@ -243,9 +288,7 @@ class Conversations:
 
     async def _answer(self, turn: Turn, message: Incoming, identity: Identity) -> None:
         key = turn.conversation.key
-        writer = self.out.writer(
-            key.team_id, key.channel_id, key.thread_ts, recipient_user_id=message.user_id, mode=self._streaming
-        )
+        writer = self.writers.new(key.team_id, key.channel_id, key.thread_ts, recipient_user_id=message.user_id)
         answer = _Answer(turn, writer, self.store)
         writer.on_progress = answer.progress
         try:
@@ -296,11 +339,13 @@ class Conversations:
         """Best effort: the thread shows the note and the store says partial/failed, whatever Slack does."""
         writer = answer.writer
         writer.on_progress = None  # the final status below must not be overwritten by a progress save
+        key = answer.turn.conversation.key
         try:
             if writer.parts:
-                await asyncio.wait_for(writer.finish([note]), timeout=15)
+                async with asyncio.timeout(NOTE_TIMEOUT):
+                    await writer.finish([note])
             else:  # stopped before the placeholder was posted
-                await self.out.post(writer.team_id, writer.channel, with_notes("", [note]), thread_ts=writer.thread_ts)
+                await self.out.post(key.team_id, key.channel_id, with_notes("", [note]), thread_ts=key.thread_ts)
         except (SlackCallError, RateLimited, TimeoutError) as exc:
             log.warning("could not show the failure note: %s", exc)
             await writer.abort()
@@ -308,14 +353,19 @@ class Conversations:
             await answer.save(answer.unfinished_status)
 
     async def _undeliverable(self, exc: SlackCallError, message: Incoming) -> None:
+        """Slack would not take (the rest of) an answer: say so in the thread if it can, and privately."""
         log.warning("cannot write to %s (%s): %s", message.channel_id, exc.method, exc.error)
         if exc.error in CANNOT_POST:
-            await self.out.ephemeral(
-                message.team_id,
-                message.channel_id,
-                message.user_id,
-                f"I couldn't post my answer there: {CANNOT_POST[exc.error]}",
-            )
+            text = f"I couldn't post my answer there: {CANNOT_POST[exc.error]}"
+        else:
+            text = f"Slack didn't take my answer (it said `{exc.error}`), so it may be incomplete. {TRY_AGAIN}"
+            try:  # a new message may get through where updating the old one failed
+                await self.out.post(
+                    message.team_id, message.channel_id, with_notes("", [text]), thread_ts=message.thread_ts
+                )
+            except (SlackCallError, RateLimited) as post_exc:
+                log.warning("could not post the failure note either: %s", post_exc)
+        await self.out.ephemeral(message.team_id, message.channel_id, message.user_id, text, message.thread_ts)
 
     async def _stream(self, prompt: Prompt, params: ModelParams, answer: _Answer) -> Finish | None:
         body = request_body(params, prompt.messages)
@@ -344,33 +394,23 @@ class Conversations:
     async def _prompt(self, turn: Turn, params: ModelParams, identity: Identity) -> Prompt:
         key = turn.conversation.key
         stored = await self.store.history(turn.conversation.id, turn.user_ts)
-        mentioned = set().union(*(user_ids(m.text) for m in stored)) if stored else set()
-        speakers = {m.slack_user for m in stored if m.role == "user" and m.slack_user}
-        # The bot's own mention reads as its name without a lookup.
-        names = await self.users.names(key.team_id, (mentioned | speakers) - {identity.bot_user_id})
-        turns = []
-        for m in stored:
-            if m.role == "assistant":
-                turns.append(HistoryTurn("assistant", m.text))
-                continue
-            text = readable(
-                strip_leading_mention(m.text, identity.bot_user_id),
-                names=names,
-                bot_user_id=identity.bot_user_id,
-                bot_name=identity.bot_name,
-            )
-            if text:  # a bare mention asks for help, not for the model
-                turns.append(HistoryTurn("user", text, speaker=names.get(m.slack_user or "")))
-        context = self._context_tokens or await self.model.context_length(params.model or "")
-        # Leave room for the answer: the configured max_tokens, or a quarter of the window.
-        reserve = min(params.max_tokens or context // 4, context // 2)
-        return build_prompt(
+        messages = [ThreadMessage(m.id, m.role, m.text, m.slack_user, m.tokens) for m in stored]
+        wanted = names_to_look_up(messages=messages, bot_user_id=identity.bot_user_id)
+        names = await self.users.names(key.team_id, wanted)
+        draft = draft_prompt(
+            messages=messages,
+            names=names,
+            bot_user_id=identity.bot_user_id,
+            bot_name=identity.bot_name,
             system_prompt=turn.conversation.persona.system_prompt,
-            turns=turns,
-            budget_tokens=context - reserve,
-            count_tokens=self.tokens.count,
-            prefix=params.prefix,
+            params=params,
+            context_tokens=self._context_tokens or await self.model.context_length(params.model or ""),
         )
+        # Counted in bytes, or exactly in a worker thread when the prompt may not fit; exact counts are kept.
+        assembly = await self.tokens.fit(draft)
+        if assembly.counted:
+            await self.store.record_tokens((m, assembly.counted[m.id]) for m in stored if m.id in assembly.counted)
+        return assembly.prompt
 
     async def _backfill(self, turn: Turn, message: Incoming, identity: Identity) -> None:
         """A mention inside a thread the bot wasn't in: read the earlier messages from Slack, once."""
@@ -387,16 +427,10 @@ class Conversations:
         except (SlackCallError, RateLimited) as exc:
             log.info("no thread history from Slack for %s (%s); answering without it", key.thread_ts, exc)
             return
-        earlier = []
-        for m in data.get("messages") or []:
-            ts, text, user = m.get("ts"), m.get("text"), m.get("user")
-            if not isinstance(ts, str) or ts >= message.ts or not isinstance(text, str) or not text:
-                continue
-            if user == identity.bot_user_id:
-                earlier.append(NewMessage("assistant", text, ts))
-            elif isinstance(user, str) and not m.get("bot_id"):
-                earlier.append(NewMessage("user", text, ts, user))
-        added = await self.store.add_context(turn.conversation.id, earlier)
+        earlier = earlier_messages(data, before_ts=message.ts, bot_user_id=identity.bot_user_id)
+        added = await self.store.add_context(
+            turn.conversation.id, [NewMessage(m.role, m.text, m.ts, m.user) for m in earlier]
+        )
         log.info("read %d earlier messages of thread %s from Slack", added, key.thread_ts)
 
     # life cycle -------------------------------------------------------------------------------------------

@@ -193,6 +193,33 @@ async def test_msg_too_long_splits_and_continues(http_harness: Harness) -> None:
     assert any(c.error == "msg_too_long" for c in h.slack.calls)
 
 
+async def test_two_passing_slack_failures_on_updates_still_complete_the_answer(harness: Harness) -> None:
+    h = harness
+    await h.start()
+    h.slack.errors["chat.update"] = deque(["internal_error", "http_503"])
+    event = ask(h, "fine?")
+    assert await answer_of(h, event) == "You said: [Ada] fine?"
+    assert (await statuses(h))[-1] == ("complete", "You said: [Ada] fine?")
+
+
+async def test_slack_failing_for_good_ends_in_a_note_a_private_message_and_a_partial_row(
+    http_harness: Harness,
+) -> None:
+    """Before: two internal_errors on chat.update left "Thinking…" for ever, no note, no private message."""
+    h = http_harness
+    await h.start()
+    h.slack.errors["chat.update"] = deque(["internal_error"] * 40)
+    event = ask(h, "will it show?")
+    await h.deliver(h.slack.as_mention(event))
+    await h.settle(timeout=60)
+    replies = h.slack.bot_replies(CHANNEL, event["ts"])
+    assert "Slack didn't take my answer" in replies[-1].text  # a new message got through
+    assert h.slack.ephemerals and "Slack didn't take my answer" in h.slack.ephemerals[-1]["text"]
+    assert (await statuses(h))[-1] == ("partial", "You said: [Ada] will it show?")
+    h.slack.errors.clear()
+    await still_serving(h)
+
+
 async def test_a_locked_thread_is_logged_and_the_asker_told_privately(http_harness: Harness) -> None:
     h = http_harness
     await h.start()

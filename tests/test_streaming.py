@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.core.pacing import CallBudget, Limit
-from bot.slack_out import Pacer
+from bot.slack.pacer import Pacer
 from tests.conftest import Harness
 from tests.fakes.mistral import Script
 from tests.fakes.slack import BOT_USER, TEAM
@@ -58,10 +58,10 @@ async def test_a_refused_native_stream_falls_back_to_updates_and_is_remembered(h
 
 async def test_an_expired_stream_continues_in_a_new_message_with_nothing_lost(http_harness: Harness) -> None:
     h = http_harness
-    h.slack.stream_ttl = 0.5
+    h.slack.stream_ttl = 1.5  # room for the first appends, then it expires mid-answer
     await h.start(SLACK_STREAMING="native")
     words = [f"word{i} " for i in range(40)]
-    h.mistral.queue(Script(chunks=words, delay=0.05))
+    h.mistral.queue(Script(chunks=words, delay=0.1))
     event = ask(h, "long")
     await h.deliver(h.slack.as_mention(event))
     await h.settle()
@@ -187,6 +187,6 @@ async def test_an_abandoned_intermediate_wait_never_takes_a_slot_later() -> None
     await asyncio.sleep(0.05)
     finished.set()  # the answer finished: its final text takes another path
     assert await asyncio.wait_for(waiting, 1) is False
-    assert len(pacer._waiters["chat.update"]) == 5  # it left the queue at once
+    assert pacer.waiting() == 5  # it left the queue at once
     await asyncio.wait_for(asyncio.gather(*others), 5)
-    assert not pacer._waiters["chat.update"]
+    assert pacer.waiting() == 0

@@ -14,6 +14,10 @@ from bot.core.mrkdwn import to_mrkdwn
 # chat.update refuses texts of about 4,000 characters with msg_too_long; stay well below, leaving room for
 # a closing note ("interrupted", "hit the length limit").
 MESSAGE_LIMIT = 3_500
+# A natively streamed message holds at most 12,000 characters of Markdown in all. Past the soft limit it
+# ends at the next good boundary; it never grows past the hard one (room for a closing code fence).
+STREAM_SOFT_LIMIT = 9_000
+STREAM_HARD_LIMIT = 11_500
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,36 @@ def split_all(raw: str, *, limit: int = MESSAGE_LIMIT) -> list[Rendered]:
         part = render_part(head, opens_in_code=in_code)
         parts.append(part)
         in_code = part.ends_in_code
+
+
+def stream_cut(
+    raw: str, *, sent: int, soft: int = STREAM_SOFT_LIMIT, hard: int = STREAM_HARD_LIMIT
+) -> tuple[int, int] | None:
+    """Where a streamed message showing `raw` must end: (end, resume), or None while it may still grow.
+
+    A stream is append-only, so the cut is never before `sent` (what Slack already has). Past `soft` it
+    ends at the best boundary it can; text without any boundary streams on up to `hard`, and is cut there.
+    """
+    if len(raw) <= soft:
+        return None
+    floor = max(sent, soft // 2)
+    for sep in ("\n\n", "\n", " "):
+        at = raw.rfind(sep, floor, soft + 1)
+        if at >= max(sent, 1):
+            return at, at + len(sep)
+    if len(raw) <= hard:
+        return None  # no boundary yet: wait for one, up to the hard limit
+    for sep in ("\n\n", "\n", " "):
+        at = raw.rfind(sep, max(sent, 1), hard + 1)
+        if at > 0:
+            return at, at + len(sep)
+    end = max(sent, hard)
+    return end, end
+
+
+def ends_in_code(raw: str, *, opens_in_code: bool = False) -> bool:
+    """Whether Markdown that starts inside (or outside) a code fence ends inside one."""
+    return render_part(raw, opens_in_code=opens_in_code).ends_in_code
 
 
 def _best_cut(raw: str, window: int) -> tuple[int, int]:

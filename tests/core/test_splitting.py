@@ -62,3 +62,24 @@ def test_a_cut_chosen_while_streaming_stays_the_same_as_more_text_arrives() -> N
 def test_render_part_marks_fence_state() -> None:
     assert render_part("```\ncode").ends_in_code
     assert render_part("more\n```", opens_in_code=True).text == "```\nmore\n```"
+
+
+@pytest.mark.parametrize(
+    "raw,sent,soft,hard,expected",
+    [
+        ("short", 0, 20, 30, None),  # fits: keeps streaming
+        ("aaaaaa bbbb\n\ncccc dddd eeee", 0, 20, 30, (11, 13)),  # a paragraph break before the soft limit
+        ("aaaaaa bbbb\ncccc dddd eeee", 0, 20, 30, (11, 12)),  # else a line break
+        ("aaaa\n\nbbbb cccc dddd eeee", 0, 20, 30, (20, 21)),  # not in the first half of the message
+        ("aaaa bbbb cccc dddd eeee", 0, 20, 30, (19, 20)),  # else a word break
+        ("aaaa bbbb cccc dddd eeee", 21, 20, 30, None),  # all boundaries already sent; wait up to hard
+        ("a" * 25, 0, 20, 30, None),  # no boundary yet, under the hard limit
+        ("a" * 35, 0, 20, 30, (30, 30)),  # no boundary at all: cut at the hard limit
+        ("a" * 24 + " " + "b" * 10, 0, 20, 30, (24, 25)),  # a boundary between soft and hard
+        ("aaaaaa bbbb\n\ncccc dddd eeee", 12, 20, 30, (12, 13)),  # never cut before what was sent
+    ],
+)
+def test_where_a_streamed_message_ends(raw: str, sent: int, soft: int, hard: int, expected: object) -> None:
+    from bot.core.splitting import stream_cut
+
+    assert stream_cut(raw, sent=sent, soft=soft, hard=hard) == expected

@@ -1,6 +1,6 @@
 """A fake Slack on 127.0.0.1: the Web API, Socket Mode's websocket, response_url, and event delivery.
 
-It behaves as REFERENCE.md describes the real one: `ok: false` errors with HTTP 200, 429 with Retry-After
+It behaves as Slack's docs describe the real one: `ok: false` errors with HTTP 200, 429 with Retry-After
 past a method's limit, `msg_too_long` past 4,000 characters, app-level tokens for `apps.connections.open`,
 and signed HTTP event delivery. It keeps each message's current text so tests read what a person would see.
 """
@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ TEAM = "T0TEAM"
 BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
 UPDATE_LIMIT = 4_000  # chat.update answers msg_too_long at about this length
+TRANSIENT_FAULTS = ("internal_error", "fatal_error", "request_timeout", "http_500", "http_503")
 
 
 @dataclass
@@ -74,8 +76,18 @@ class FakeSlack:
         self.stream_ttl = 300.0  # streams expire: message_not_in_streaming_state
         self.retry_after = 1
         self.rate_limited = 0
-        self.errors: dict[str, deque[str]] = {}  # method → errors to answer next, in order
+        # method → errors to answer next, in order; "http_503" answers HTTP 503 with an HTML page
+        self.errors: dict[str, deque[str]] = {}
+        # Share of Web API calls that fail transiently (internal_error, fatal_error, HTTP 500/503), at random
+        self.fault_rate = 0.0
+        self._faults = random.Random(7)
+        self._faulted_last: dict[str, bool] = {}
         self.not_in_channel: set[str] = set()
+        # Public channels the bot is not a member of: with chat:write.public it may post there, but Slack sends
+        # it no events from them until it joins (conversations.join, scope channels:join).
+        self.not_joined: set[str] = set()
+        self.unavailable: int | None = None  # an HTTP status (503): every Web API call answers it, as in an outage
+        self.socket_unavailable = False  # True: the Socket Mode websocket refuses connections (503)
         self.archived: set[str] = set()
         self.thread_history_available = True
         self.update_limit = UPDATE_LIMIT
@@ -92,14 +104,14 @@ class FakeSlack:
 
     # server -----------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/socket", self._socket_handler)
         app.router.add_post("/response/{id}", self._response_url)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
@@ -128,8 +140,16 @@ class FakeSlack:
         else:
             args = dict(parse_qsl(raw.decode()))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.get("token", "")
+        if self.unavailable is not None:
+            self.calls.append(Call(method, args, time.monotonic(), self.unavailable, f"http_{self.unavailable}"))
+            body = "<html>Slack is having trouble</html>"
+            return web.Response(status=self.unavailable, text=body, content_type="text/html")
         status, body = self._dispatch(method, args, token)
         self.calls.append(Call(method, args, time.monotonic(), status, None if body.get("ok") else body.get("error")))
+        error = str(body.get("error") or "")
+        if error.startswith("http_"):  # a server error: an HTML page, not JSON
+            page = "<html>Slack is having trouble</html>"
+            return web.Response(status=int(error[5:]), text=page, content_type="text/html")
         headers = {"Retry-After": str(self.retry_after)} if status == 429 else {}
         return web.json_response(body, status=status, headers=headers)
 
@@ -146,6 +166,12 @@ class FakeSlack:
         queued = self.errors.get(method)
         if queued:
             return 200, {"ok": False, "error": queued.popleft()}
+        if self.fault_rate and method != "auth.test" and not self._faulted_last.get(method):
+            if self._faults.random() < self.fault_rate:
+                # A passing failure, never two in a row on one method (real outages are `unavailable`).
+                self._faulted_last[method] = True
+                return 200, {"ok": False, "error": self._faults.choice(TRANSIENT_FAULTS)}
+        self._faulted_last[method] = False
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}
@@ -202,6 +228,19 @@ class FakeSlack:
         message.show(text)
         self.messages[(channel, ts)] = message
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
+
+    def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        if not channel.startswith("C"):
+            return {"ok": False, "error": "method_not_supported_for_channel_type"}
+        if channel in self.archived:
+            return {"ok": False, "error": "is_archived"}
+        if channel in self.not_in_channel:  # the fake's private channels: joining needs an invitation
+            return {"ok": False, "error": "method_not_supported_for_channel_type"}
+        if channel not in self.not_joined:
+            return {"ok": True, "channel": {"id": channel}, "warning": "already_in_channel"}
+        self.not_joined.discard(channel)
+        return {"ok": True, "channel": {"id": channel}}
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
@@ -430,7 +469,9 @@ class FakeSlack:
 
     # Socket Mode ---------------------------------------------------------------------------------------
 
-    async def _socket_handler(self, request: web.Request) -> web.WebSocketResponse:
+    async def _socket_handler(self, request: web.Request) -> web.StreamResponse:
+        if self.socket_unavailable:
+            return web.Response(status=503, text="unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._socket = ws

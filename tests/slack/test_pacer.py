@@ -1,0 +1,50 @@
+"""The pacer's queue: who goes next, and waits that end without leaving anything behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.core.pacing import CallBudget, Limit
+from bot.slack.pacer import Pacer
+
+
+async def test_a_cancelled_intermediate_wait_leaves_no_task_and_takes_no_slot() -> None:
+    pacer = Pacer(CallBudget({"chat.update": Limit(1, 0.3)}))
+    await pacer.acquire("chat.update", urgent=True)  # the window is full for 0.3 s
+    before = len(asyncio.all_tasks())
+    waiting = asyncio.create_task(
+        pacer.intermediate_slot("chat.update", priority=lambda: 1.0, until=asyncio.Event())
+    )
+    await asyncio.sleep(0.05)
+    waiting.cancel()  # the answer was aborted while its update waited for a slot
+    await asyncio.gather(waiting, return_exceptions=True)
+    await asyncio.sleep(0.4)  # past the window: an orphaned wait would have taken the slot by now
+    assert len(asyncio.all_tasks()) == before
+    assert pacer.waiting() == 0
+    assert pacer.budget.used("chat.update", asyncio.get_running_loop().time()) == 0
+
+
+async def test_urgent_calls_go_before_intermediate_ones_and_priority_orders_the_rest() -> None:
+    pacer = Pacer(CallBudget({"chat.update": Limit(1, 0.1)}))
+    await pacer.acquire("chat.update", urgent=True)
+    order: list[str] = []
+
+    async def take(name: str, *, urgent: bool, priority: float) -> None:
+        await pacer.acquire("chat.update", urgent=urgent, priority=lambda: priority)
+        order.append(name)
+
+    tasks = [
+        asyncio.create_task(take("low", urgent=False, priority=1.0)),
+        asyncio.create_task(take("high", urgent=False, priority=5.0)),
+        asyncio.create_task(take("final", urgent=True, priority=0.0)),
+    ]
+    await asyncio.wait_for(asyncio.gather(*tasks), 3)
+    assert order == ["final", "high", "low"]
+
+
+async def test_idle_keys_are_forgotten() -> None:
+    pacer = Pacer()
+    for channel in range(100):
+        await pacer.acquire(f"chat.postMessage#C{channel}", urgent=True)
+    assert pacer.waiting() == 0
+    assert not pacer._waiters and not pacer._changed

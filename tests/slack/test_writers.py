@@ -1,0 +1,149 @@
+"""The answer writer against the fake Slack, through the real slack_sdk client: every way of writing, and
+every way Slack can fail it."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.api import SlackApi, SlackCallError
+from bot.slack.writers import AnswerWriter, Writers
+from tests.fakes import slack as fs
+
+CHANNEL = "C0WRITE"
+THREAD = "1700000000.000100"
+
+
+@pytest.fixture
+async def api(slack: fs.FakeSlack) -> AsyncIterator[SlackApi]:
+    async with aiohttp.ClientSession() as session:
+        yield SlackApi(AsyncWebClient(token=fs.BOT_TOKEN, base_url=slack.api_url, session=session))
+
+
+def writer(api: SlackApi, mode: str, *, min_interval: float = 0.05) -> AnswerWriter:
+    return Writers(api, mode=mode, min_interval=min_interval).new(TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA")
+
+
+TEAM = fs.TEAM
+WORDS = [f"word{i} " for i in range(30)]
+
+
+def shown(slack: fs.FakeSlack) -> str:
+    """What people read in the thread: every bot message, in order."""
+    return " ".join(m.text for m in slack.bot_replies(CHANNEL, THREAD))
+
+
+async def write_slowly(w: AnswerWriter, words: list[str]) -> None:
+    import asyncio
+
+    await w.start()
+    for word in words:
+        w.append(word)
+        await asyncio.sleep(0.01)
+    await w.finish()
+
+
+@pytest.mark.parametrize("mode", ["update", "native"])
+@pytest.mark.parametrize("error", ["internal_error", "fatal_error", "request_timeout", "http_500", "http_503"])
+async def test_passing_slack_failures_are_retried_and_the_answer_completes(
+    slack: fs.FakeSlack, api: SlackApi, mode: str, error: str
+) -> None:
+    method = "chat.update" if mode == "update" else "chat.appendStream"
+    slack.errors[method] = deque([error, error])  # two in a row, at any point of the answer
+    w = writer(api, mode)
+    await write_slowly(w, WORDS)
+    assert shown(slack).split() == "".join(WORDS).split()
+    assert not any(m.streaming for m in slack.bot_replies(CHANNEL, THREAD))  # every stream was stopped
+    pacer = api.pacer(TEAM)
+    assert pacer.answers_in_flight == 0 and pacer.native_in_flight == 0
+
+
+@pytest.mark.parametrize("mode", ["update", "native"])
+async def test_the_final_text_survives_failures_at_the_very_end(
+    slack: fs.FakeSlack, api: SlackApi, mode: str
+) -> None:
+    w = writer(api, mode, min_interval=60)  # no intermediate update: the final text is the only one
+    await w.start()
+    w.append("the whole answer")
+    method = "chat.update" if mode == "update" else "chat.appendStream"
+    slack.errors[method] = deque(["internal_error", "http_503"])
+    await w.finish()
+    assert shown(slack) == "the whole answer"
+
+
+async def test_a_native_writer_that_slack_breaks_says_so_and_frees_its_stream(
+    slack: fs.FakeSlack, api: SlackApi
+) -> None:
+    """A failure outside the native refusals used to be lost: the store said complete, the stream never
+    stopped, and the workspace's count of streams in flight never went down."""
+    w = writer(api, "native")
+    await w.start()
+    slack.errors["chat.appendStream"] = deque(["message_not_found"])  # someone deleted the message
+    w.append("some text")
+    with pytest.raises(SlackCallError) as failure:
+        for _ in range(200):
+            import asyncio
+
+            await asyncio.sleep(0.01)
+            w.append(" more")  # the model stream stops at the first append after the failure
+    assert failure.value.error == "message_not_found"
+    with pytest.raises(SlackCallError):
+        await w.finish()
+    assert api.pacer(TEAM).native_in_flight == 0
+
+
+async def test_persistent_failures_end_in_an_error_not_a_silent_success(slack: fs.FakeSlack, api: SlackApi) -> None:
+    w = writer(api, "update", min_interval=60)
+    await w.start()
+    w.append("an answer Slack will not take")
+    slack.errors["chat.update"] = deque(["internal_error"] * 10)
+    with pytest.raises(SlackCallError) as failure:
+        await w.finish()
+    assert failure.value.transient
+    assert api.pacer(TEAM).answers_in_flight == 0
+
+
+@pytest.mark.parametrize("mode", ["update", "native"])
+async def test_random_transient_faults_lose_and_double_nothing(slack: fs.FakeSlack, api: SlackApi, mode: str) -> None:
+    slack.fault_rate = 0.3
+    words = [f"w{i} " for i in range(120)]
+    w = writer(api, mode)
+    await write_slowly(w, words)
+    assert shown(slack).split() == "".join(words).split()
+    assert any(c.error in fs.TRANSIENT_FAULTS for c in slack.calls)  # the fake did fail it
+
+
+async def test_a_stream_refused_mid_answer_continues_with_updates_from_the_first_unseen_character(
+    slack: fs.FakeSlack, api: SlackApi
+) -> None:
+    import asyncio
+
+    w = writer(api, "native")
+    await w.start()
+    for word in WORDS[:10]:
+        w.append(word)
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # the first words are streamed
+    slack.errors["chat.appendStream"] = deque(["message_not_in_streaming_state"])
+    for word in WORDS[10:]:
+        w.append(word)
+        await asyncio.sleep(0.01)
+    await w.finish()
+    replies = slack.bot_replies(CHANNEL, THREAD)
+    assert len(replies) == 2 and replies[0].text  # the stream kept what it showed; the rest follows
+    assert shown(slack).split() == "".join(WORDS).split()
+
+
+async def test_queued_answers_use_no_native_capacity_until_their_turn(api: SlackApi) -> None:
+    """Writers for turns still waiting on their thread's lock used to count as streams starting, so a busy
+    thread could use up the workspace's native streaming."""
+    writers = Writers(api, mode="auto")
+    queued = [writers.new(TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA") for _ in range(40)]
+    assert len(queued) == 40
+    pacer = api.pacer(TEAM)
+    assert pacer.native_starting == 0 and pacer.native_has_room()
+    assert writers.wants_native(TEAM, CHANNEL)
