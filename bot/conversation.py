@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,9 +22,9 @@ from bot.core.prefix import PrefixedAnswer
 from bot.core.prompt import ThreadMessage, draft_prompt, names_to_look_up
 from bot.core.routing import Action, Incoming, classify_event
 from bot.core.slack_text import strip_leading_mention
-from bot.core.splitting import split_all
 from bot.core.sse import Delta, Finish
 from bot.mistral import ErrorKind, ModelError, RetryHook
+from bot.notes import CANNOT_POST, HELP, LENGTH_NOTE, NOTES, SHUTDOWN_NOTE, TRUNCATED_NOTE, TRY_AGAIN, UNEXPECTED_NOTE
 from bot.personas import Personas
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.writers import Writer, with_notes
@@ -34,42 +34,8 @@ from bot.users import UserDirectory
 
 log = logging.getLogger(__name__)
 
-HELP = (
-    "Hi! Ask me anything: mention me with your question, or write to me in a DM. I answer in a thread, "
-    "and I follow up on every reply in that thread without another mention. "
-    "`/ask <question>` asks from anywhere; `/persona` shows or changes how I answer in this channel."
-)
-
-TRY_AGAIN = "Reply in the thread to try again."
-NOTES: dict[ErrorKind, str] = {
-    ErrorKind.AUTH: "I couldn't reach the model: the Mistral API refused the bot's key. An admin should "
-    "check `MISTRAL_API_KEY`.",
-    ErrorKind.MODEL: "I couldn't answer: the model configured for this channel doesn't exist or was retired. "
-    "An admin should check `MISTRAL_MODEL` or this channel's `/persona`.",
-    ErrorKind.REFUSED: "The Mistral API refused this request (it may be too long, or a setting is invalid). "
-    "Try a shorter question or `/ask` in a new thread; an admin can find details in the bot's log.",
-    ErrorKind.RATE_LIMITED: "The Mistral API is rate-limiting the bot and didn't recover in time. "
-    "Please reply in the thread to try again in a minute.",
-    ErrorKind.UNAVAILABLE: "The Mistral API is unavailable right now, even after retrying. "
-    "Please reply in the thread to try again in a minute.",
-    ErrorKind.TIMEOUT: "The model stopped responding, so the answer is cut short. " + TRY_AGAIN,
-    ErrorKind.INTERRUPTED: "The model's stream broke off, so the answer is cut short. " + TRY_AGAIN,
-}
-LENGTH_NOTE = "The answer hit the length limit (`max_tokens`) and stops here."
-RESTART_NOTE = "The bot was restarted while writing this. Reply in the thread to try again."
-SHUTDOWN_NOTE = "The bot is restarting and couldn't finish this. Reply in the thread to try again."
-UNEXPECTED_NOTE = "Something went wrong on my side, so I couldn't answer. Reply in the thread to try again."
-# Why the bot cannot write where it was asked, as the person is told.
-CANNOT_POST = {
-    "not_in_channel": "I'm not a member of that channel; invite me with `/invite` and ask again.",
-    "channel_not_found": "I can't see that channel; invite me with `/invite` and ask again.",
-    "is_archived": "that channel is archived.",
-    "restricted_action_thread_locked": "that thread is locked.",
-    "restricted_action": "posting there is restricted.",
-}
 # How long a failure note may take to show before the answer is left as it is.
 NOTE_TIMEOUT = 15.0
-TRUNCATED_NOTE = "Your message was too long for the model, so only its beginning was read."
 
 
 class _Answer:
@@ -193,10 +159,10 @@ class Conversations:
         if turn is None:
             log.debug("message %s in %s already claimed", message.ts, message.channel_id)
             return None
-        self._spawn(self._answer(turn, message, identity), f"turn-{message.ts}")
+        self.spawn(self._answer(turn, message, identity), f"turn-{message.ts}")
         return turn
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run `work` as a tracked task: shutdown waits for it, and nothing it raises is silently lost."""
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
@@ -206,69 +172,6 @@ class Conversations:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s failed", task.get_name(), exc_info=task.exception())
-
-    def ask_in_background(self, *, private_note: Callable[[str], Awaitable[None]], **question: Any) -> None:
-        async def run() -> None:
-            try:
-                note = await self.ask(**question)
-            except Exception:
-                log.exception("/ask failed")
-                note = UNEXPECTED_NOTE
-            if note:
-                try:
-                    await private_note(note)
-                except Exception:
-                    log.exception("could not send /ask's private note")
-
-        self._spawn(run(), "ask")
-
-    async def ask(
-        self, *, team_id: str, channel_id: str, user_id: str, question: str, identity: Identity
-    ) -> str | None:
-        """`/ask`: show who asked what in the channel and answer in that message's thread.
-
-        Returns a private note for the asker when the answer had to go elsewhere.
-        """
-        if not self.accepting:
-            return "I'm restarting right now; please ask again in a moment."
-        shown = f"<@{user_id}> asked:\n>{question}"
-        note = None
-        if channel_id.startswith("C"):
-            # chat:write.public lets the bot post in a public channel it is not in, but Slack sends it no events
-            # from there, so replies in the answer's thread would go unanswered: join first (channels:join).
-            # Where joining fails (a private channel, an install without the scope), posting goes on as before.
-            try:
-                await self.out.call(team_id, "conversations.join", channel=channel_id, retry_rate_limited=False)
-            except SlackCallError as exc:
-                log.info("/ask could not join %s (%s); posting without joining", channel_id, exc.error)
-            except RateLimited:
-                log.info("/ask could not join %s (rate limited); posting without joining", channel_id)
-        try:
-            ts = str((await self.out.post(team_id, channel_id, shown))["ts"])
-        except SlackCallError as exc:
-            if exc.error not in CANNOT_POST:
-                log.warning("/ask could not post in %s: %s", channel_id, exc.error)
-                return f"I couldn't post your question (Slack said `{exc.error}`). Please try again."
-            # The answer is not lost: it goes to a DM with the asker instead.
-            log.info("/ask cannot post in %s (%s); answering in a DM", channel_id, exc.error)
-            try:
-                data = await self.out.post(team_id, user_id, shown)
-            except SlackCallError as dm_exc:
-                log.warning("/ask could not DM %s either: %s", user_id, dm_exc.error)
-                return f"I can't post in this channel: {CANNOT_POST[exc.error]}"
-            channel_id, ts = str(data["channel"]), str(data["ts"])
-            note = f"I can't post in that channel: {CANNOT_POST[exc.error]} I've answered you in our DM instead."
-        message = Incoming(
-            team_id=team_id,
-            channel_id=channel_id,
-            ts=ts,
-            thread_ts=ts,
-            user_id=user_id,
-            text=question,
-            channel_type="im" if channel_id.startswith("D") else "channel",
-        )
-        await self.submit(message, identity)
-        return note
 
     # one turn ------------------------------------------------------------------------------------------
 
@@ -434,29 +337,6 @@ class Conversations:
         log.info("read %d earlier messages of thread %s from Slack", added, key.thread_ts)
 
     # life cycle -------------------------------------------------------------------------------------------
-
-    async def recover(self) -> int:
-        """After a hard kill: mark every answer left in progress as interrupted, in Slack and in the store."""
-        unfinished = await self.store.unfinished_answers()
-        for item in unfinished:
-            status = Status.PARTIAL if item.text else Status.FAILED
-            await self.store.save_answer(item.answer_id, text=item.text, status=status, slack_parts=item.slack_parts)
-            try:
-                await self._show_interrupted(item.key, item.text, item.slack_parts)
-            except (SlackCallError, RateLimited) as exc:
-                log.warning("could not mark interrupted answer %d in Slack: %s", item.answer_id, exc)
-        if unfinished:
-            log.info("marked %d answers interrupted by the last shutdown", len(unfinished))
-        return len(unfinished)
-
-    async def _show_interrupted(self, key: ThreadKey, text: str, parts: list[str]) -> None:
-        rendered = split_all(with_notes(text, [RESTART_NOTE]))
-        for i, part in enumerate(rendered):
-            if i < len(parts):
-                if i == len(parts) - 1 or i == len(rendered) - 1:
-                    await self.out.update(key.team_id, key.channel_id, parts[i], part.text)
-            else:
-                await self.out.post(key.team_id, key.channel_id, part.text, thread_ts=key.thread_ts)
 
     async def drain(self, grace: float) -> None:
         """Stop taking new turns, let answers in flight finish for `grace` seconds, then interrupt the rest."""

@@ -26,6 +26,7 @@ from bot.app import Bot, create_bot
 from bot.config import Settings
 from bot.core.retry import backoff_delay, parse_retry_after
 from bot.http import web_app
+from bot.recovery import recover
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ async def serve(settings: Settings, stop: asyncio.Event, on_ready: Ready | None 
         return
     bot = await create_bot(settings, identity)
     try:
-        await _unless_stopped(bot.conversations.recover(), stop)
+        await _unless_stopped(recover(bot.store, bot.conversations.out), stop)
         if settings.socket_mode:
             await _socket_mode(bot, settings, stop, on_ready)
         else:

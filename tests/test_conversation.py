@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from bot.conversation import HELP, LENGTH_NOTE, NOTES, SHUTDOWN_NOTE, Conversations, Identity
+from bot.conversation import Conversations, Identity
 from bot.core.params import ModelParams
 from bot.core.personas import Catalog, Persona
 from bot.core.routing import Incoming
 from bot.core.sse import Delta, Finish
 from bot.mistral import ErrorKind, ModelError, RetryHook
+from bot.notes import HELP, LENGTH_NOTE, NOTES, SHUTDOWN_NOTE
 from bot.personas import Personas
 from bot.slack.api import SlackCallError
 from bot.storage import SQLiteStore

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.conversation import HELP, NOTES, RESTART_NOTE, SHUTDOWN_NOTE, TRUNCATED_NOTE
 from bot.core.mrkdwn import to_mrkdwn
 from bot.mistral import ErrorKind
+from bot.notes import HELP, NOTES, RESTART_NOTE, SHUTDOWN_NOTE, TRUNCATED_NOTE
 from tests.conftest import Harness, until
 from tests.fakes.mistral import Script
 from tests.fakes.slack import BOT_USER

@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
+from bot.ask import ask_in_background
 from bot.conversation import Conversations
 from bot.core.personas import PersonaError, describe, parse_persona_command
 from bot.listeners.events import identity_of
@@ -41,7 +42,8 @@ def register(app: AsyncApp, conversations: Conversations) -> None:
             await respond(response_type="ephemeral", text=text, replace_original=False)
 
         # Posting and answering run in the background: Slack has its acknowledgement within 3 seconds.
-        conversations.ask_in_background(
+        ask_in_background(
+            conversations,
             team_id=command.get("team_id") or context.team_id or "",
             channel_id=command["channel_id"],
             user_id=command["user_id"],

@@ -43,6 +43,9 @@ class Pacer:
         self.native_in_flight = 0  # native streams, each owed a chat.stopStream
         self.native_starting = 0  # native streams whose chat.startStream has not returned yet
 
+    def now(self) -> float:
+        return self._clock()
+
     def waiting(self) -> int:
         """Calls queued for a slot, all methods together."""
         return sum(len(queue) for queue in self._waiters.values())

@@ -1,0 +1,40 @@
+"""What people read when the bot cannot simply answer: fixed, helpful texts (the details go to the log)."""
+
+from __future__ import annotations
+
+from bot.mistral import ErrorKind
+
+HELP = (
+    "Hi! Ask me anything: mention me with your question, or write to me in a DM. I answer in a thread, "
+    "and I follow up on every reply in that thread without another mention. "
+    "`/ask <question>` asks from anywhere; `/persona` shows or changes how I answer in this channel."
+)
+
+TRY_AGAIN = "Reply in the thread to try again."
+NOTES: dict[ErrorKind, str] = {
+    ErrorKind.AUTH: "I couldn't reach the model: the Mistral API refused the bot's key. An admin should "
+    "check `MISTRAL_API_KEY`.",
+    ErrorKind.MODEL: "I couldn't answer: the model configured for this channel doesn't exist or was retired. "
+    "An admin should check `MISTRAL_MODEL` or this channel's `/persona`.",
+    ErrorKind.REFUSED: "The Mistral API refused this request (it may be too long, or a setting is invalid). "
+    "Try a shorter question or `/ask` in a new thread; an admin can find details in the bot's log.",
+    ErrorKind.RATE_LIMITED: "The Mistral API is rate-limiting the bot and didn't recover in time. "
+    "Please reply in the thread to try again in a minute.",
+    ErrorKind.UNAVAILABLE: "The Mistral API is unavailable right now, even after retrying. "
+    "Please reply in the thread to try again in a minute.",
+    ErrorKind.TIMEOUT: "The model stopped responding, so the answer is cut short. " + TRY_AGAIN,
+    ErrorKind.INTERRUPTED: "The model's stream broke off, so the answer is cut short. " + TRY_AGAIN,
+}
+LENGTH_NOTE = "The answer hit the length limit (`max_tokens`) and stops here."
+RESTART_NOTE = "The bot was restarted while writing this. Reply in the thread to try again."
+SHUTDOWN_NOTE = "The bot is restarting and couldn't finish this. Reply in the thread to try again."
+UNEXPECTED_NOTE = "Something went wrong on my side, so I couldn't answer. Reply in the thread to try again."
+# Why the bot cannot write where it was asked, as the person is told.
+CANNOT_POST = {
+    "not_in_channel": "I'm not a member of that channel; invite me with `/invite` and ask again.",
+    "channel_not_found": "I can't see that channel; invite me with `/invite` and ask again.",
+    "is_archived": "that channel is archived.",
+    "restricted_action_thread_locked": "that thread is locked.",
+    "restricted_action": "posting there is restricted.",
+}
+TRUNCATED_NOTE = "Your message was too long for the model, so only its beginning was read."
