@@ -20,6 +20,7 @@ import httpx
 
 from bot.core.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 from bot.core.sse import DONE, Delta, Finish, SSEParser, parse_chunk
+from bot.paced_http import PacedTransport
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class Timeouts:
 
 
 RetryHook = Callable[[ModelError, int, float], Awaitable[None]]
+# Seconds between two reads of a model stream (see `bot.paced_http`): half the interval at which Slack shows
+# an answer grow, so the text shown is never more than this much behind the model.
+READ_PAUSE = 0.5
 
 
 class MistralClient:
@@ -108,9 +112,11 @@ class MistralClient:
         timeouts: Timeouts,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        read_pause: float = READ_PAUSE,
     ) -> None:
         self._timeouts = timeouts
         self._http = client or httpx.AsyncClient(
+            transport=PacedTransport(pause=read_pause),
             base_url=base_url,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"},
             timeout=httpx.Timeout(timeouts.idle, connect=timeouts.connect),
@@ -182,7 +188,7 @@ class MistralClient:
                 await asyncio.sleep(delay)
 
     async def _stream_once(self, body: dict[str, Any]) -> AsyncIterator[Delta | Finish]:
-        finished = False
+        finished = responded = False
         try:
             async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code != 200:
@@ -190,31 +196,52 @@ class MistralClient:
                     raise status_error(
                         response.status_code, raw, parse_retry_after(response.headers.get("retry-after"))
                     )
+                responded = True
                 parser = SSEParser()
-                async for line in response.aiter_lines():
-                    data = parser.feed(line)
-                    if data is None:
-                        continue
-                    if data.strip() == DONE:
+                async for piece in response.aiter_bytes():
+                    text, finish, done = _read_events(parser, piece)
+                    if text:
+                        yield Delta(text)  # the events of one read, shown together anyway
+                    if finish is not None:
+                        finished = True
+                        if finish.reason == "error":
+                            raise ModelError(ErrorKind.INTERRUPTED, "the model reported finish_reason=error")
+                        yield finish
+                    if done:
                         finished = True
                         break
-                    try:
-                        items = parse_chunk(data)
-                    except (ValueError, TypeError) as exc:
-                        raise ModelError(ErrorKind.INTERRUPTED, f"malformed chunk: {exc}") from exc
-                    for item in items:
-                        if isinstance(item, Finish):
-                            finished = True
-                            if item.reason == "error":
-                                raise ModelError(ErrorKind.INTERRUPTED, "the model reported finish_reason=error")
-                        yield item
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # Nothing reached the model yet: as retryable as a 503. (ConnectTimeout and PoolTimeout are
-            # TimeoutExceptions too, so they must be caught before the read timeouts below.)
-            raise ModelError(ErrorKind.UNAVAILABLE, f"cannot connect: {exc!r}") from exc
-        except httpx.TimeoutException as exc:
-            raise ModelError(ErrorKind.TIMEOUT, f"no data for {self._timeouts.idle:g}s") from exc
         except httpx.HTTPError as exc:
-            raise ModelError(ErrorKind.INTERRUPTED, f"stream broke: {exc!r}") from exc
+            if responded and not isinstance(exc, httpx.ReadTimeout):
+                # The model had answered: whatever the transport calls it, the stream broke off.
+                raise ModelError(ErrorKind.INTERRUPTED, f"stream broke: {exc!r}") from exc
+            raise self._transport_error(exc) from exc
         if not finished:
             raise ModelError(ErrorKind.INTERRUPTED, "the stream ended before the answer was complete")
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ModelError:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+            # Nothing reached the model yet: as retryable as a 503. (ConnectTimeout and PoolTimeout are
+            # TimeoutExceptions too, so they must be caught before the read timeouts below.)
+            return ModelError(ErrorKind.UNAVAILABLE, f"cannot connect: {exc!r}")
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelError(ErrorKind.TIMEOUT, f"no data for {self._timeouts.idle:g}s")
+        return ModelError(ErrorKind.INTERRUPTED, f"stream broke: {exc!r}")
+
+
+def _read_events(parser: SSEParser, piece: bytes) -> tuple[str, Finish | None, bool]:
+    """One read of the stream → the text it adds, the finish it reports, and whether `[DONE]` came."""
+    text: list[str] = []
+    finish: Finish | None = None
+    for data in parser.feed_bytes(piece):
+        if data.strip() == DONE:
+            return "".join(text), finish, True
+        try:
+            items = parse_chunk(data)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(ErrorKind.INTERRUPTED, f"malformed chunk: {exc}") from exc
+        for item in items:
+            if isinstance(item, Delta):
+                text.append(item.text)
+            else:
+                finish = item
+    return "".join(text), finish, False

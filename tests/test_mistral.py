@@ -218,3 +218,36 @@ async def test_concurrent_turns_share_one_models_lookup(mistral: fm.FakeMistral)
         await client.aclose()
     assert sizes == [fm.MODELS["tiny-test-model"]] * 5
     assert mistral.models_requests == 1
+
+
+# reading in paced gulps -----------------------------------------------------------------------------
+
+
+async def test_a_stream_is_read_in_gulps_with_every_character_kept(mistral: fm.FakeMistral) -> None:
+    pieces = [f"wörd{i} 🧀 " for i in range(40)]  # multi-byte characters, cut anywhere by the network
+    mistral.queue(fm.Script(chunks=pieces, delay=0.02))
+    client = client_for(mistral.url, Timeouts(connect=1, idle=2, total=10, retry_budget=1), read_pause=0.2)
+    items, _ = await answer(client)
+    deltas = [i for i in items if isinstance(i, Delta)]
+    assert "".join(d.text for d in deltas) == "".join(pieces)
+    assert len(deltas) <= 10  # 40 events over 0.8 s, read every 0.2 s: a handful of reads, not 40
+    assert isinstance(items[-1], Finish) and items[-1].reason == "stop"
+    await client.aclose()
+
+
+async def test_the_pause_between_reads_is_not_mistaken_for_silence(mistral: fm.FakeMistral) -> None:
+    # The idle timeout (0.3 s) is shorter than the pause between reads (0.5 s): only the model's own silence counts.
+    mistral.queue(fm.Script(chunks=["a", "b", "c", "d"], delay=0.1))
+    client = client_for(mistral.url, read_pause=0.5)
+    items, _ = await answer(client)
+    assert "".join(i.text for i in items if isinstance(i, Delta)) == "abcd"
+    await client.aclose()
+
+
+async def test_a_stream_cut_after_the_model_answered_is_an_interruption(mistral: fm.FakeMistral) -> None:
+    mistral.queue(fm.Script(chunks=["one ", "two ", "three "], cut_after=2))
+    client = client_for(mistral.url)
+    with pytest.raises(ModelError) as failure:
+        await answer(client)
+    assert failure.value.kind is ErrorKind.INTERRUPTED  # not "unavailable": text was already shown
+    await client.aclose()

@@ -31,6 +31,18 @@ class SSEParser:
 
     def __init__(self) -> None:
         self._data: list[str] = []
+        self._partial = b""  # the start of a line whose end has not arrived yet
+
+    def feed_bytes(self, piece: bytes) -> list[str]:
+        """Feed raw bytes as they arrive (any split, even inside a character); returns completed events."""
+        lines = (self._partial + piece).split(b"\n")
+        self._partial = lines.pop()  # a "\n" never occurs inside a UTF-8 character, so this is a safe cut
+        events = []
+        for line in lines:
+            data = self.feed(line.decode("utf-8", "replace"))
+            if data is not None:
+                events.append(data)
+        return events
 
     def feed(self, line: str) -> str | None:
         line = line.rstrip("\r")

@@ -51,3 +51,13 @@ def test_malformed_chunks_raise_value_error(data: str) -> None:
 def test_unknown_keys_and_missing_choices_are_ignored() -> None:
     assert parse_chunk('{"p":"pad","choices":[]}') == []
     assert parse_chunk('{"choices":[{"delta":{"content":"x","tool_calls":null},"extra":1}]}') == [Delta("x")]
+
+
+@pytest.mark.parametrize("cut", [1, 2, 7, 13, 30, 31, 32, 33, 64])
+def test_bytes_cut_anywhere_give_the_same_events(cut: int) -> None:
+    stream = 'data: {"a": "ü🧀"}\n\n: keep-alive\n\ndata: [DONE]\r\n\r\n'.encode()
+    parser = SSEParser()
+    events = []
+    for start in range(0, len(stream), cut):
+        events.extend(parser.feed_bytes(stream[start : start + cut]))
+    assert events == ['{"a": "ü🧀"}', "[DONE]"]
