@@ -100,6 +100,10 @@ class WriterFactory(Protocol):
 
     def new(self, team_id: str, channel: str, thread_ts: str, *, recipient_user_id: str) -> Writer: ...
 
+    async def close(self, grace: float) -> None:
+        """Let writers that still close streams finish for `grace` seconds, then cancel them."""
+        ...
+
 
 class Conversations:
     def __init__(
@@ -250,7 +254,7 @@ class Conversations:
             else:  # stopped before the placeholder was posted
                 await self.out.post(key.team_id, key.channel_id, with_notes("", [note]), thread_ts=key.thread_ts)
         except (SlackCallError, RateLimited, TimeoutError) as exc:
-            log.warning("could not show the failure note: %s", exc)
+            log.warning("could not show the failure note: %r", exc)
             await writer.abort()
         finally:
             await answer.save(answer.unfinished_status)
@@ -341,15 +345,17 @@ class Conversations:
     async def drain(self, grace: float) -> None:
         """Stop taking new turns, let answers in flight finish for `grace` seconds, then interrupt the rest."""
         self.accepting = False
-        if not self._tasks:
-            return
-        log.info("waiting up to %.0fs for %d answers in flight", grace, len(self._tasks))
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-            log.info("interrupted %d answers at shutdown", len(pending))
+        deadline = asyncio.get_running_loop().time() + grace
+        if self._tasks:
+            log.info("waiting up to %.0fs for %d answers in flight", grace, len(self._tasks))
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+                log.info("interrupted %d answers at shutdown", len(pending))
+        # Complete answers may still be closing their streams (Tier 2); what is left of the grace is theirs.
+        await self.writers.close(max(deadline - asyncio.get_running_loop().time(), 1.0))
 
     async def wait_idle(self) -> None:
         """Until every answer in flight is done (tests use this to wait for the bot)."""

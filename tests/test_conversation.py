@@ -101,6 +101,9 @@ class FakeWriters:
         self.made.append(writer)
         return writer
 
+    async def close(self, grace: float) -> None:
+        return None
+
 
 class FakeOut:
     def __init__(self) -> None:

@@ -86,6 +86,10 @@ class Part(Protocol):
         """Show exactly `head`, for good: the rest of the answer continues in another message."""
         ...
 
+    async def end(self) -> None:
+        """After the final text is visible: whatever Slack still needs (a stream's stop), however long it waits."""
+        ...
+
 
 class UpdatedMessage:
     streamed = False
@@ -122,6 +126,9 @@ class UpdatedMessage:
 
     async def close(self, head: str) -> None:
         await self._edit(render_part(head, opens_in_code=self.opens_in_code).text, urgent=True)
+
+    async def end(self) -> None:
+        return None  # an edited message needs nothing more
 
     async def _edit(self, text: str, *, urgent: bool) -> None:
         if self.shown == text:
@@ -221,8 +228,9 @@ class StreamedMessage:
 
     async def show(self, rest: str, *, final: bool) -> None:
         await self._append(rest, final=final)
-        if final:
-            await self.stop()
+
+    async def end(self) -> None:
+        await self.stop()
 
     async def close(self, head: str) -> None:
         await self._append(head, final=True)

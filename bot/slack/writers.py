@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from bot.core.pacing import update_priority
@@ -77,6 +77,23 @@ class Writers:
         self.clock = clock
         self.min_interval = min_interval
         self._refused: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def run(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A writer task, kept until it ends: it may outlive its answer's turn to stop a stream."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self, grace: float) -> None:
+        """At shutdown: give the writers still closing streams `grace` seconds, then cancel them."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def new(self, team_id: str, channel: str, thread_ts: str, *, recipient_user_id: str) -> AnswerWriter:
         return AnswerWriter(self, team_id, channel, thread_ts, recipient_user_id)
@@ -124,6 +141,7 @@ class AnswerWriter:
         self._slot_held: str | None = None  # the method whose slot the loop already holds
         self._wake = asyncio.Event()
         self._finished = asyncio.Event()
+        self._visible = asyncio.Event()  # the final text is visible in Slack
         self._task: asyncio.Task[None] | None = None
         self._registered: str | None = None  # which of the pacer's counts this answer is in
 
@@ -147,7 +165,7 @@ class AnswerWriter:
         if not (native and await self._open_stream(0, False)):
             self._open(await UpdatedMessage.post(self, 0, status))
         self._last_flush = self.clock()
-        self._task = asyncio.create_task(self._run(), name=f"answer-writer-{self.channel}-{self._part.ts}")
+        self._task = self._writers.run(self._run(), name=f"answer-writer-{self.channel}-{self._part.ts}")
 
     def set_status(self, status: str) -> None:
         """Text shown while no answer text has arrived (retrying, waiting for the thread's turn)."""
@@ -173,11 +191,18 @@ class AnswerWriter:
         self._wake.set()
         if self._task.done() and self._task.cancelled():
             # The last writer task was cancelled mid-update: a fresh one resends what is missing.
-            self._task = asyncio.create_task(self._run(), name=self._task.get_name())
+            self._task = self._writers.run(self._run(), name=self._task.get_name())
+        # Done once the final text is visible; a stream's stop may follow later (Tier 2 can be a minute away).
+        visible = asyncio.ensure_future(self._visible.wait())
         try:
-            await self._task
+            await asyncio.wait({visible, self._task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            visible.cancel()
+        if self._task.done() and not self._task.cancelled() and self._task.exception() is not None:
             self._register(None)
+            raise self._task.exception()  # type: ignore[misc]
+        if not self._visible.is_set():
+            raise asyncio.CancelledError  # the writer task was cancelled before the text showed
 
     async def abort(self) -> None:
         """Stop writing without a final update."""
@@ -273,10 +298,14 @@ class AnswerWriter:
         if self.on_progress is not None:
             await self.on_progress()  # stored before it is shown: a crash never leaves Slack ahead of the store
         await self._part.show(text[self._part.start :], final=final)
-        if final:
-            self._register(None)
         self._last_flush = self.clock()
         self._flushed_len = len(self.raw)
+        if final:
+            self._visible.set()
+            try:
+                await self._part.end()
+            finally:
+                self._register(None)
 
     def _priority(self) -> float:
         return update_priority(waited=self.clock() - self._last_flush, unseen_chars=len(self.raw) - self._flushed_len)

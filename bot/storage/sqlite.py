@@ -101,6 +101,16 @@ class SQLiteStore:
                 await _to_the_end(self._db.rollback())
                 raise
 
+    async def _write(self, sql: str, args: Iterable[object]) -> int:
+        """One statement on its own: atomic without BEGIN and COMMIT, so one trip to SQLite's thread, not three.
+
+        It waits for the write lock, so it never lands inside another coroutine's transaction. A caller
+        cancelled meanwhile leaves nothing open: the statement commits or fails by itself.
+        """
+        async with self._write_lock:
+            cursor = await self._db.execute(sql, tuple(args))
+            return cursor.rowcount
+
     async def _rows(self, sql: str, args: Iterable[object] = ()) -> list[aiosqlite.Row]:
         async with self._db.execute(sql, tuple(args)) as cursor:
             return list(await cursor.fetchall())
@@ -199,27 +209,27 @@ class SQLiteStore:
         finish_reason: str | None = None,
         usage: Usage | None = None,
     ) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "UPDATE messages SET text = ?, tokens = CASE WHEN text = ? THEN tokens END, status = ?, "
-                "slack_parts = ?, slack_ts = ?, "
-                "finish_reason = COALESCE(?, finish_reason), prompt_tokens = COALESCE(?, prompt_tokens), "
-                "completion_tokens = COALESCE(?, completion_tokens), total_tokens = COALESCE(?, total_tokens), "
-                "updated_at = ? WHERE id = ?",
-                (
-                    text,
-                    text,
-                    status,
-                    json.dumps(slack_parts),
-                    slack_parts[0] if slack_parts else None,
-                    finish_reason,
-                    usage.prompt_tokens if usage else None,
-                    usage.completion_tokens if usage else None,
-                    usage.total_tokens if usage else None,
-                    time.time(),
-                    answer_id,
-                ),
-            )
+        # Saved before every Slack update an answer makes: the cheapest write the store has.
+        await self._write(
+            "UPDATE messages SET text = ?, tokens = CASE WHEN text = ? THEN tokens END, status = ?, "
+            "slack_parts = ?, slack_ts = ?, "
+            "finish_reason = COALESCE(?, finish_reason), prompt_tokens = COALESCE(?, prompt_tokens), "
+            "completion_tokens = COALESCE(?, completion_tokens), total_tokens = COALESCE(?, total_tokens), "
+            "updated_at = ? WHERE id = ?",
+            (
+                text,
+                text,
+                status,
+                json.dumps(slack_parts),
+                slack_parts[0] if slack_parts else None,
+                finish_reason,
+                usage.prompt_tokens if usage else None,
+                usage.completion_tokens if usage else None,
+                usage.total_tokens if usage else None,
+                time.time(),
+                answer_id,
+            ),
+        )
 
     async def unfinished_answers(self) -> list[UnfinishedAnswer]:
         rows = await self._rows(
@@ -244,13 +254,12 @@ class SQLiteStore:
     async def _update_user_message(
         self, team_id: str, channel_id: str, slack_ts: str, assignment: str, args: tuple[object, ...]
     ) -> bool:
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE messages SET {assignment}, updated_at = ? WHERE role = 'user' AND slack_ts = ? "
-                "AND conversation_id IN (SELECT id FROM conversations WHERE team_id = ? AND channel_id = ?)",
-                (*args, time.time(), slack_ts, team_id, channel_id),
-            )
-            return cursor.rowcount > 0
+        changed = await self._write(
+            f"UPDATE messages SET {assignment}, updated_at = ? WHERE role = 'user' AND slack_ts = ? "
+            "AND conversation_id IN (SELECT id FROM conversations WHERE team_id = ? AND channel_id = ?)",
+            (*args, time.time(), slack_ts, team_id, channel_id),
+        )
+        return changed > 0
 
     # channel personas -----------------------------------------------------------------------------
 

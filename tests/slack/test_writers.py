@@ -57,6 +57,7 @@ async def test_passing_slack_failures_are_retried_and_the_answer_completes(
     w = writer(api, mode)
     await write_slowly(w, WORDS)
     assert shown(slack).split() == "".join(WORDS).split()
+    await w._writers.close(grace=10)  # a stream's stop may follow the final text
     assert not any(m.streaming for m in slack.bot_replies(CHANNEL, THREAD))  # every stream was stopped
     pacer = api.pacer(TEAM)
     assert pacer.answers_in_flight == 0 and pacer.native_in_flight == 0
@@ -147,3 +148,21 @@ async def test_queued_answers_use_no_native_capacity_until_their_turn(api: Slack
     pacer = api.pacer(TEAM)
     assert pacer.native_starting == 0 and pacer.native_has_room()
     assert writers.wants_native(TEAM, CHANNEL)
+
+
+async def test_a_complete_answer_does_not_wait_for_its_stream_to_be_stopped(slack: fs.FakeSlack, api: SlackApi) -> None:
+    """chat.stopStream is Tier 2: under load it may be a minute away, and the answer is visible already."""
+    import asyncio
+
+    slack.limits["chat.stopStream"] = (0, 60.0)  # every stop is refused with a 429 for now
+    w = writer(api, "native")
+    await w.start()
+    w.append("all of it")
+    await asyncio.wait_for(w.finish(), 5)  # returns once the text is visible
+    assert shown(slack) == "all of it"
+    [reply] = slack.bot_replies(CHANNEL, THREAD)
+    assert reply.streaming
+    slack.limits.pop("chat.stopStream")
+    await w._writers.close(grace=10)
+    assert not reply.streaming
+    assert api.pacer(TEAM).native_in_flight == 0

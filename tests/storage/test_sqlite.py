@@ -218,19 +218,19 @@ async def committed(path: Path, sql: str, *args: object) -> list[tuple[object, .
         return [tuple(r) for r in await cursor.fetchall()]
 
 
-@pytest.mark.parametrize("point", ["lock", "BEGIN", "UPDATE", "COMMIT"])
-async def test_a_write_cancelled_at_any_point_leaves_the_store_usable(
+@pytest.mark.parametrize("point", ["lock", "BEGIN", "INSERT", "COMMIT"])
+async def test_a_transaction_cancelled_at_any_point_leaves_the_store_usable(
     store: SQLiteStore, path: Path, point: str
 ) -> None:
     turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
     assert turn is not None
-    gate = Gate("UPDATE" if point == "lock" else point)
+    gate = Gate("INSERT" if point == "lock" else point)
     await store._db.set_trace_callback(gate)
+    stamps = iter(["1700000090.000001", "1700000091.000001"])
 
-    def save(text: str) -> asyncio.Task[None]:
-        return asyncio.create_task(
-            store.save_answer(turn.answer_id, text=text, status=Status.STREAMING, slack_parts=["1700000101.000001"])
-        )
+    def save(text: str) -> asyncio.Task[int]:
+        # Backfilled context: BEGIN, INSERT, COMMIT, as every multi-statement write of the store.
+        return asyncio.create_task(store.add_context(turn.conversation.id, [NewMessage("user", text, next(stamps))]))
 
     holder = save("held") if point == "lock" else None  # another write holds the lock and waits at UPDATE
     task = save("cancelled")
@@ -248,16 +248,40 @@ async def test_a_write_cancelled_at_any_point_leaves_the_store_usable(
     await store._db.set_trace_callback(None)
 
     # A cancelled write is all or nothing: only one cancelled during COMMIT may have landed.
-    expected = {"lock": "held", "BEGIN": "", "UPDATE": "", "COMMIT": "cancelled"}[point]
-    rows = await committed(path, "SELECT text FROM messages WHERE id = ?", turn.answer_id)
-    assert rows == [(expected,)]
+    expected = {"lock": [("held",)], "BEGIN": [], "INSERT": [], "COMMIT": [("cancelled",)]}[point]
+    rows = await committed(path, "SELECT text FROM messages WHERE text IN ('held', 'cancelled')")
+    assert rows == expected
     # Later claims and writes go through.
     later = await asyncio.wait_for(
         store.claim_turn(KEY, PERSONA, NewMessage("user", "q2", "1700000102.000001", "U1")), 5
     )
     assert later is not None
     await store.save_answer(turn.answer_id, text="a1", status=Status.COMPLETE, slack_parts=["1700000101.000001"])
-    assert [m.text for m in await store.history(turn.conversation.id, "1700000102.000001")] == ["q1", "a1", "q2"]
+    history = await store.history(turn.conversation.id, "1700000102.000001")
+    assert [m.text for m in history if m.text not in ("held", "cancelled")] == ["q1", "a1", "q2"]
+
+
+async def test_a_single_statement_write_cancelled_while_it_runs_leaves_the_store_usable(
+    store: SQLiteStore, path: Path
+) -> None:
+    turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
+    assert turn is not None
+    gate = Gate("UPDATE")
+    await store._db.set_trace_callback(gate)
+    task = asyncio.create_task(
+        store.save_answer(turn.answer_id, text="cancelled", status=Status.STREAMING, slack_parts=["1700000101.1"])
+    )
+    await asyncio.to_thread(gate.reached.wait, 5)
+    task.cancel()
+    gate.release.set()
+    await asyncio.gather(task, return_exceptions=True)
+    await store._db.set_trace_callback(None)
+    # The statement ran to its end by itself (autocommit): the row is whole, and no transaction is left open.
+    rows = await committed(path, "SELECT text FROM messages WHERE id = ?", turn.answer_id)
+    assert rows in ([("",)], [("cancelled",)])
+    assert await asyncio.wait_for(
+        store.claim_turn(KEY, PERSONA, NewMessage("user", "q2", "1700000102.000001", "U1")), 5
+    )
     assert await committed(path, "SELECT count(*) FROM messages") == [(4,)]
 
 
