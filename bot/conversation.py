@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from bot.users import UserDirectory
 
 log = logging.getLogger(__name__)
 
+# Recently claimed messages remembered in memory, so a mention's twin event costs no store transaction.
+RECENT_CLAIMS = 10_000
 # How long a failure note may take to show before the answer is left as it is.
 NOTE_TIMEOUT = 15.0
 
@@ -130,6 +133,8 @@ class Conversations:
         self._total_timeout = total_timeout
         self._thread_locks: dict[ThreadKey, tuple[asyncio.Lock, int]] = {}  # lock, turns using it
         self._tasks: set[asyncio.Task[None]] = set()
+        # Messages this process claimed lately; the store's unique claim stays the authority (restarts, replicas).
+        self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self.accepting = True
 
     # Slack in ----------------------------------------------------------------------------------------
@@ -158,8 +163,14 @@ class Conversations:
     async def submit(self, message: Incoming, identity: Identity) -> Turn | None:
         """Claim `message` and answer it in the background; None if it was claimed before."""
         key = ThreadKey(message.team_id, message.channel_id, message.thread_ts)
+        seen = (message.team_id, message.channel_id, message.ts)
+        if seen in self._claimed:
+            return None  # the app_mention/message twin, or a redelivery, seconds later: no store trip needed
         persona = await self.personas.current(message.team_id, message.channel_id)
         turn = await self.store.claim_turn(key, persona, NewMessage("user", message.text, message.ts, message.user_id))
+        self._claimed[seen] = None
+        while len(self._claimed) > RECENT_CLAIMS:
+            self._claimed.popitem(last=False)
         if turn is None:
             log.debug("message %s in %s already claimed", message.ts, message.channel_id)
             return None

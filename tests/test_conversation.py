@@ -238,3 +238,18 @@ async def test_a_shutdown_mid_answer_leaves_a_note_and_a_partial_row(world: Worl
     assert world.writers.made[0].notes == [SHUTDOWN_NOTE]
     assert await world.answers() == [("partial", "started ")]
     assert world.model.closed == 1
+
+
+async def test_a_mentions_twin_event_is_refused_without_a_store_trip(world: World) -> None:
+    claims = 0
+    claim = world.store.claim_turn
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await claim(*args, **kwargs)
+
+    world.store.claim_turn = counting  # type: ignore[method-assign]
+    await world.ask("hi")
+    await world.ask("hi")  # the same message as `message` after `app_mention`
+    assert claims == 1 and len(world.model.bodies) == 1
