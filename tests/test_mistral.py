@@ -42,14 +42,6 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 @pytest.fixture
-async def mistral() -> AsyncIterator[fm.FakeMistral]:
-    fake = fm.FakeMistral()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def silent() -> AsyncIterator[fm.SilentServer]:
     server = fm.SilentServer()
     await server.start()
