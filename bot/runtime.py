@@ -27,14 +27,15 @@ from bot.config import Settings
 from bot.core.retry import backoff_delay, parse_retry_after
 from bot.http import web_app
 from bot.recovery import recover
+from bot.slack.api import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Ready = Callable[[Bot], None]
 
-# `ok: false` errors that say Slack is struggling, not that it refuses: worth another try.
-TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+# `ok: false` errors that say Slack is struggling, not that it refuses: worth another try at start-up.
+STARTUP_RETRIES = TRANSIENT_ERRORS | {"ratelimited"}
 
 BOT_TOKEN_HELP = "copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page"
 APP_TOKEN_HELP = (
@@ -154,7 +155,7 @@ async def _ask_slack(
         except SlackApiError as exc:
             error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
             status = exc.response.status_code
-            if status < 500 and status != 429 and error not in TRANSIENT_ERRORS:
+            if status < 500 and status != 429 and error not in STARTUP_RETRIES:
                 raise StartupError(f"{setting} was refused by Slack ({error or f'HTTP {status}'}): {help}") from None
             problem = error or f"HTTP {status}"
             retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
