@@ -41,6 +41,9 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "chat.appendStream": Limit(100, 60.0),  # Tier 4
     "chat.stopStream": Limit(20, 60.0),  # Tier 2
 }
+# A call counts against its window this much longer than the window: Slack counts calls as they arrive, by
+# its own clock, and a call sent exactly one window after another may arrive a little less than one after it.
+EDGE_MARGIN = 0.5
 FALLBACK_LIMIT = Limit(20, 60.0)  # Tier 2: the safe guess for a method not listed
 
 
@@ -103,7 +106,7 @@ class CallBudget:
         if len(calls) < allowed:
             return 0.0
         # The call `allowed` places from the newest must leave the window first.
-        return calls[len(calls) - allowed] + limit.window - now
+        return calls[len(calls) - allowed] + limit.window + EDGE_MARGIN - now
 
     def record(self, key: str, now: float) -> None:
         self._seen(now)
@@ -145,7 +148,7 @@ class CallBudget:
         calls = self._calls.get(key)
         if calls is None:
             return deque()
-        horizon = now - self.tier(key).window
+        horizon = now - self.tier(key).window - EDGE_MARGIN
         while calls and calls[0] <= horizon:
             calls.popleft()
         if not calls:

@@ -239,7 +239,7 @@ class AnswerWriter:
             status_changed, self._status_changed = self._status_changed, False
             final = self._final
             try:
-                await self._sync(final, status_changed=status_changed)
+                final = await self._sync(final, status_changed=status_changed)
             except (RateLimited, SplitSmaller):
                 self._wake.set()  # the pacer now knows to wait; the next try sends fresher text
                 continue
@@ -272,13 +272,14 @@ class AnswerWriter:
                 pass
             self._wake.clear()
 
-    async def _sync(self, final: bool, *, status_changed: bool = False) -> None:
+    async def _sync(self, final: bool, *, status_changed: bool = False) -> bool:
+        """Bring Slack up to date; True when that was the final text (the answer may finish while it waits)."""
         self._slot_held = None
         part = self._part
         if status_changed and not final and not self.raw and isinstance(part, StreamedMessage) and not part.markdown:
             # A stream cannot show a passing status (its text is append-only): a placeholder can.
             await self._leave_stream("status")
-            return
+            return False
         if not final:
             # The slot first, then the text: the update carries the newest text, and an answer that
             # finishes meanwhile leaves the queue for the final path, which may choose a cheaper route.
@@ -306,6 +307,7 @@ class AnswerWriter:
                 await self._part.end()
             finally:
                 self._register(None)
+        return final
 
     def _priority(self) -> float:
         return update_priority(waited=self.clock() - self._last_flush, unseen_chars=len(self.raw) - self._flushed_len)

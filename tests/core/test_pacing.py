@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.pacing import CallBudget, Limit, cheaper_to_repost, update_priority
+from bot.core.pacing import EDGE_MARGIN, CallBudget, Limit, cheaper_to_repost, update_priority
 from bot.core.retry import backoff_delay, parse_retry_after
 
 
@@ -25,7 +25,7 @@ def test_the_reserve_keeps_slots_for_finals() -> None:
     for i in range(7):
         budget.record("chat.update", float(i))
     # 7 used + 3 reserved = full: the next non-final call waits for the oldest (t=0) to leave the window
-    assert budget.wait_time("chat.update", 7.0, reserve=3) == 53.0
+    assert budget.wait_time("chat.update", 7.0, reserve=3) == 53.0 + EDGE_MARGIN
     assert budget.wait_time("chat.update", 7.0) == 0.0  # a final may use the reserve
 
 
@@ -211,3 +211,11 @@ def test_cheaper_to_repost(update_wait: float, post_wait: float, delete_wait: fl
 )
 def test_update_priority_orders_answers(a: dict[str, float], b: dict[str, float]) -> None:
     assert update_priority(**a) > update_priority(**b)  # type: ignore[arg-type]
+
+
+def test_a_call_leaves_the_window_a_margin_after_it_ends() -> None:
+    """Slack counts arrivals by its own clock: a call sent exactly one window later may arrive inside it."""
+    budget = CallBudget({"chat.update": Limit(1, 60.0)})
+    budget.record("chat.update", 0.0)
+    assert budget.wait_time("chat.update", 60.0) > 0
+    assert budget.wait_time("chat.update", 60.0 + EDGE_MARGIN) == 0.0

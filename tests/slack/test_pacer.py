@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.core.pacing import CallBudget, Limit
+from bot.core.pacing import EDGE_MARGIN, CallBudget, Limit
 from bot.slack.pacer import Pacer
 
 
@@ -18,7 +18,7 @@ async def test_a_cancelled_intermediate_wait_leaves_no_task_and_takes_no_slot() 
     await asyncio.sleep(0.05)
     waiting.cancel()  # the answer was aborted while its update waited for a slot
     await asyncio.gather(waiting, return_exceptions=True)
-    await asyncio.sleep(0.4)  # past the window: an orphaned wait would have taken the slot by now
+    await asyncio.sleep(0.3 + EDGE_MARGIN + 0.15)  # past the window: an orphaned wait would have taken the slot
     assert len(asyncio.all_tasks()) == before
     assert pacer.waiting() == 0
     assert pacer.budget.used("chat.update", asyncio.get_running_loop().time()) == 0

@@ -166,3 +166,25 @@ async def test_a_complete_answer_does_not_wait_for_its_stream_to_be_stopped(slac
     await w._writers.close(grace=10)
     assert not reply.streaming
     assert api.pacer(TEAM).native_in_flight == 0
+
+
+async def test_an_answer_that_finishes_while_an_update_waits_is_finished_once(
+    slack: fs.FakeSlack, api: SlackApi
+) -> None:
+    """The final text used to be synced twice when the answer finished during an intermediate wait: each
+    stream got two chat.stopStream calls, and the duplicates used up Tier 2 for other answers."""
+    import asyncio
+
+    slack.limits["chat.appendStream"] = (1, 60.0)  # the intermediate update waits for a slot that never comes
+    w = writer(api, "native")
+    await w.start()
+    w.append("first ")
+    await asyncio.sleep(0.1)  # the first append went out; the next intermediate waits
+    w.append("and last")
+    await asyncio.sleep(0.1)
+    slack.limits.pop("chat.appendStream")
+    api.pacer(TEAM).budget._blocked_until.clear()
+    await w.finish()
+    await w._writers.close(grace=10)
+    assert shown(slack) == "first and last"
+    assert len(slack.calls_to("chat.stopStream")) == 1
