@@ -1,12 +1,19 @@
 """Streaming at company scale: the real bot (its own process) against loopback fakes that enforce Slack's tiers.
 
-    python -m bench.streaming                 # 1, 8, 24 and 64 concurrent questions, update and auto modes
+    python -m bench.streaming                          # 1, 8, 24, 64 questions; update and auto; HTTP; warm
+    python -m bench.streaming --sizes 24,64 --slack http,socket --cold --runs 3
     python -m bench.streaming --sizes 24 --modes auto --chars 900
+    python -m bench.streaming --soak 1000 --modes update          # memory over 1000 answers in a row
+    python -m bench.streaming --instructions                      # instructions per answer, under callgrind
 
-Each question is a mention in its own thread (spread over 8 channels); the fake model streams every answer
-at about 60 characters a second. Prints, per run: first sign of life after the event, lag between the
-model's last chunk and Slack showing the complete answer, Slack calls per answer, 429s, the bot's CPU time
-per answer and its peak memory. Figures, not assertions: see BENCHMARKS.md.
+Each question is a mention in its own thread (spread over 8 channels), all delivered at once: signed Events
+API posts (`--slack http`) or concurrent envelopes on the Socket Mode websocket (`--slack socket`). The fake
+model streams every answer at about 60 characters a second. Warm (the default), one question is answered
+first and not measured; `--cold` delivers the burst the moment the bot listens. Prints a Markdown table:
+start-up to listening, first sign of life after the event, lag between the model's last chunk and Slack
+showing the complete answer, the slowest acknowledgement, Slack calls per answer, 429s, the bot's CPU time
+per answer, its peak memory and its memory after the run; with `--runs K`, the median of K runs.
+Figures, not assertions: see BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -15,240 +22,416 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
-import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import callgrind
+from bench.common import (
+    ACK_DEADLINE,
+    CHANNELS,
+    CHUNK_CHARS,
+    PER_CHANNEL,
+    SLACK_MODES,
+    TIERS,
+    USER,
+    BenchError,
+    BotProcess,
+    answer_text,
+    bot_sources,
+    cpu_seconds,
+    median,
+    mention,
+    open_streams,
+    question,
+    script_for,
+    shown_texts,
+    start_fakes,
+    status_mb,
+    stop_fakes,
+    stream_close_s,
+    wait_for,
+    warm_up,
+)
+from tests.fakes import slack as fs
 
-from tests.fakes import mistral as fm  # noqa: E402
-from tests.fakes import slack as fs  # noqa: E402
+PACE = 60.0  # characters a second: 6 every 0.1 s
+START_LIMIT = 60.0  # seconds from spawn to listening
+DONE_LIMIT = 300.0  # seconds from the burst to every answer complete
+# Under callgrind Python runs about 50 times slower (about 5 times before instrumentation is switched on).
+VALGRIND_START_LIMIT = 600.0
+VALGRIND_DONE_LIMIT = 1800.0
+VALGRIND_PACE = 12.0  # the bot has to keep up with the model while it runs 50 times slower
 
-# Slack's documented limits (REFERENCE.md), enforced by the fake with 429 + Retry-After.
-TIERS = {
-    "chat.update": (50, 60.0),  # Tier 3
-    "chat.delete": (50, 60.0),  # Tier 3
-    "chat.startStream": (20, 60.0),  # Tier 2
-    "chat.stopStream": (20, 60.0),  # Tier 2
-    "chat.appendStream": (100, 60.0),  # Tier 4
-    "users.info": (100, 60.0),  # Tier 4
-}
-PER_CHANNEL = {"chat.postMessage": (10, 10.0)}  # about one a second per channel, short bursts allowed
-CHANNELS = 8
-CHUNK_CHARS = 6
-CHUNK_DELAY = 0.1  # 6 characters every 0.1 s: 60 characters a second
+
+@dataclass(frozen=True)
+class Config:
+    slack: str  # http or socket
+    cold: bool
+    size: int
+    mode: str  # SLACK_STREAMING: update or auto (or native)
+    chars: int
+    pace: float
+    instructions: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.slack} {'cold' if self.cold else 'warm'} {self.size} {self.mode}"
 
 
 @dataclass
-class Result:
-    size: int
-    mode: str
+class Run:
+    startup_s: float
     life_median: float
     life_max: float
     lag_median: float
     lag_max: float
+    ack_max: float
+    close_max: float  # native streams: the longest from showing the whole text to chat.stopStream
+    still_open: int  # native streams not stopped when the run ended
+    late_acks: int  # acknowledged after Slack's 3 s (Slack would have retried them)
+    lost: int  # no acknowledgement at all (or an error status)
     calls_per_answer: float
     rate_limited: int
     cpu_ms_per_answer: float
     peak_mb: float
+    rss_after_mb: float
     complete: int
+    instructions: int | None = None
+
+    def _streams(self) -> str:
+        if self.close_max != self.close_max and not self.still_open:
+            return ""  # no native stream
+        left = f" ({self.still_open} left open)" if self.still_open else ""
+        return f"stream close max {self.close_max:.2f} s{left}, "
+
+    def describe(self, size: int) -> str:
+        text = (
+            f"start-up {self.startup_s:.2f} s, life {self.life_median:.3f}/{self.life_max:.3f} s, "
+            f"lag {self.lag_median:.2f}/{self.lag_max:.2f} s, ack max {self.ack_max:.3f} s, "
+            f"{self._streams()}"
+            f"{self.calls_per_answer:.1f} calls/answer, {self.rate_limited} 429s, "
+            f"CPU {self.cpu_ms_per_answer:.1f} ms/answer, peak {self.peak_mb:.0f} MB, "
+            f"RSS after {self.rss_after_mb:.0f} MB, {self.complete}/{size} complete"
+        )
+        if self.late_acks or self.lost:
+            text += f", {self.late_acks} acks later than {ACK_DEADLINE:.0f} s, {self.lost} events lost"
+        if self.instructions is not None:
+            text += f", {self.instructions / size / 1e6:.2f} M instructions/answer"
+        return text
 
 
-def answer_text(chars: int, i: int) -> str:
-    # Plain words: the same in Markdown and in Slack's mrkdwn, so completeness is a string comparison.
-    words = []
-    n = 0
-    while n < chars:
-        word = f"answer{i}word{len(words)}"
-        words.append(word)
-        n += len(word) + 1
-    return " ".join(words)
+async def burst(cfg: Config) -> Run:
+    """One bot process, one burst of `cfg.size` concurrent questions; the figures of that burst."""
+    slack, model = await start_fakes()
+    start_limit = VALGRIND_START_LIMIT if cfg.instructions else START_LIMIT
+    done_limit = VALGRIND_DONE_LIMIT if cfg.instructions else DONE_LIMIT
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            bot = BotProcess(
+                slack,
+                model,
+                cfg.slack,
+                cfg.mode,
+                tmp,
+                wrapper=callgrind.wrapper(tmp) if cfg.instructions else (),
+            )
+            try:
+                return await _measure(cfg, bot, start_limit, done_limit, tmp)
+            finally:
+                await bot.stop(grace=120.0 if cfg.instructions else 60.0)
+    finally:
+        await stop_fakes(slack, model)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+async def _measure(cfg: Config, bot: BotProcess, start_limit: float, done_limit: float, tmp: str) -> Run:
+    slack, model = bot.slack, bot.model
+    expected = [answer_text(cfg.chars, i) for i in range(cfg.size)]
+    events: list[dict] = []
+    if cfg.cold:
+        # Everything ready before the spawn, so the burst leaves the moment the bot listens.
+        for text in expected:
+            model.queue(script_for(text, cfg.pace))
+        events = [mention(slack, f"C0BENCH{i % CHANNELS}", question(i)) for i in range(cfg.size)]
+    await bot.spawn(start_limit)
+    if not cfg.cold:
+        await warm_up(bot, start_limit)
+        await asyncio.sleep(2.5)  # let the warm-up's last calls land
+        for text in expected:
+            model.queue(script_for(text, cfg.pace))
+        events = [mention(slack, f"C0BENCH{i % CHANNELS}", question(i)) for i in range(cfg.size)]
+    if cfg.instructions:
+        await callgrind.start_counting(bot.pid)
+    calls_before, limited_before = len(slack.calls), slack.rate_limited
+    cpu_before = cpu_seconds(bot.pid)
 
+    deliveries = await bot.deliver_all(events)
+    answers = set(expected)
+    threads = {(e["channel"], e["ts"]) for e in events}
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def all_done() -> bool:
+        # Complete as people see it, and no native stream still open: stopping one is work the answer owes.
+        shown = shown_texts(slack, threads)
+        return not bot.alive or (all(shown.get(t) in answers for t in threads) and not open_streams(slack, threads))
 
+    await wait_for(all_done, done_limit, 0.05)
+    if not bot.alive:
+        raise BenchError(f"the bot exited with status {bot.returncode} during the burst")
+    await asyncio.sleep(5.0 if cfg.instructions else 1.0)  # let stream closing calls land before counting
+    instructions = await callgrind.stop_counting(bot.pid, tmp) if cfg.instructions else None
+    cpu = cpu_seconds(bot.pid) - cpu_before
+    peak = status_mb(bot.pid, "VmHWM")
+    rss = status_mb(bot.pid, "VmRSS")
+    calls = len(slack.calls) - calls_before
+    limited = slack.rate_limited - limited_before
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-async def wait_for(predicate: Callable[[], object], limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
-async def run(size: int, mode: str, chars: int) -> Result:
-    slack, model = fs.FakeSlack(), fm.FakeMistral()
-    await slack.start()
-    await model.start()
-    slack.limits = dict(TIERS)
-    slack.channel_limits = dict(PER_CHANNEL)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": fs.BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": fs.SIGNING_SECRET,
-            "SLACK_API_URL": slack.api_url,
-            "PORT": str(port),
-            "MISTRAL_API_KEY": fm.API_KEY,
-            "MISTRAL_BASE_URL": model.url,
-            "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
-            "LOG_LEVEL": "WARNING",
-            "SLACK_STREAMING": mode,
-            "PERSONAS_FILE": f"{tmp}/none.toml",
-        }
-        env.pop("SLACK_APP_TOKEN", None)
-        bot = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", env=env, cwd=ROOT)
-        url = f"http://127.0.0.1:{port}/slack/events"
-        try:
-            await wait_for(lambda: _listening(port), 30)
-            # Warm-up (not measured): Bolt's auth.test, the tokenizer loading in the background.
-            model.queue(fm.Script(chunks=["warm"]))
-            warm = slack.user_message("C0WARM", "U0ADA", f"<@{fs.BOT_USER}> warm up")
-            await slack.deliver_http(url, slack.as_mention(warm))
-            await wait_for(lambda: any(m.text == "warm" for m in slack.bot_replies("C0WARM", warm["ts"])), 30)
-            await asyncio.sleep(2.5)
-            calls_before, limited_before = len(slack.calls), slack.rate_limited
-            cpu_before = cpu_seconds(bot.pid)
-
-            expected = [answer_text(chars, i) for i in range(size)]
-            for text in expected:
-                chunks = [text[j : j + CHUNK_CHARS] for j in range(0, len(text), CHUNK_CHARS)]
-                model.queue(fm.Script(chunks=chunks, delay=CHUNK_DELAY))
-            events = [
-                slack.user_message(f"C0BENCH{i % CHANNELS}", "U0ADA", f"<@{fs.BOT_USER}> question {i}")
-                for i in range(size)
-            ]
-            sent_at: dict[str, float] = {}
-
-            async def deliver(event: dict) -> None:
-                sent_at[event["ts"]] = time.monotonic()
-                await slack.deliver_http(url, slack.as_mention(event))
-
-            await asyncio.gather(*(deliver(e) for e in events))
-            # Scripts are handed out in request order, so match answers to threads by their text.
-            answers = set(expected)
-
-            def shown(event: dict) -> str:
-                return " ".join(m.text for m in slack.bot_replies(event["channel"], event["ts"])).strip()
-
-            await wait_for(lambda: all(shown(e) in answers for e in events), 300)
-            await asyncio.sleep(1.0)  # let stream closing calls land before counting
-            cpu = cpu_seconds(bot.pid) - cpu_before
-            peak = peak_rss_mb(bot.pid)
-            calls = len(slack.calls) - calls_before
-            limited = slack.rate_limited - limited_before
-        finally:
-            bot.send_signal(signal.SIGTERM)
-            await bot.wait()
-        lives, lags, complete = [], [], 0
-        for event in events:
-            replies = slack.bot_replies(event["channel"], event["ts"])
-            if not replies:
-                continue
-            removed = [m for m in slack.deleted if m.channel == event["channel"] and m.thread_ts == event["ts"]]
-            lives.append(min(m.changed_at[0] for m in replies + removed) - sent_at[event["ts"]])
-            final = shown(event)
-            if final not in answers:
-                continue
-            complete += 1
-            done_at = max(m.changed_at[m.history.index(m.text)] for m in replies)
-            finished = model.last_chunk_at[f"[U0ADA] question {events.index(event)}"]
-            lags.append(done_at - finished)
-            if os.environ.get("BENCH_VERBOSE") and done_at - finished > 5:
-                ts = {m.ts for m in replies + removed}
-                for call in slack.calls:
-                    if call.args.get("ts") in ts or call.args.get("thread_ts") == event["ts"]:
-                        print(
-                            f"  straggler {event['ts']}: {call.at - finished:+.2f}s {call.method} {call.status} "
-                            f"{call.error or ''}",
-                            file=sys.stderr,
-                        )
-    await slack.stop()
-    await model.stop()
+    shown = shown_texts(slack, threads)
+    still_open = open_streams(slack, threads)
+    closes = [stream_close_s(m) for m in slack.messages.values() if (m.channel, m.thread_ts or "") in threads]
+    lives, lags, complete = [], [], 0
+    for i, (event, delivery) in enumerate(zip(events, deliveries, strict=True)):
+        replies = slack.bot_replies(event["channel"], event["ts"])
+        removed = [m for m in slack.deleted if m.channel == event["channel"] and m.thread_ts == event["ts"]]
+        if not replies and not removed:
+            continue
+        lives.append(min(m.changed_at[0] for m in replies + removed) - delivery.sent_at)
+        if shown.get((event["channel"], event["ts"])) not in answers:
+            continue
+        complete += 1
+        done_at = max(m.changed_at[m.history.index(m.text)] for m in replies)
+        finished = model.last_chunk_at.get(f"[{USER}] {question(i)}")
+        if finished is None:
+            continue
+        lags.append(done_at - finished)
+        if os.environ.get("BENCH_VERBOSE") and done_at - finished > 5:
+            _print_straggler(slack, event, replies + removed, finished)
     if os.environ.get("BENCH_VERBOSE"):
-        print("lags:", sorted(round(x, 2) for x in lags), file=sys.stderr)
-    return Result(
-        size,
-        mode,
-        statistics.median(lives) if lives else float("nan"),
-        max(lives, default=float("nan")),
-        statistics.median(lags) if lags else float("nan"),
-        max(lags, default=float("nan")),
-        calls / size,
-        limited,
-        cpu * 1000 / size,
-        peak,
-        complete,
+        print("  lags:", sorted(round(x, 2) for x in lags), file=sys.stderr)
+    acks = [d.ack_s for d in deliveries if d.ack_s == d.ack_s]
+    return Run(
+        startup_s=bot.startup_s,
+        life_median=median(lives),
+        life_max=max(lives, default=float("nan")),
+        lag_median=median(lags),
+        lag_max=max(lags, default=float("nan")),
+        ack_max=max(acks, default=float("nan")),
+        close_max=max((c for c in closes if c == c), default=float("nan")),
+        still_open=still_open,
+        late_acks=sum(a > ACK_DEADLINE for a in acks),
+        lost=len(deliveries) - len(acks),
+        calls_per_answer=calls / cfg.size,
+        rate_limited=limited,
+        cpu_ms_per_answer=cpu * 1000 / cfg.size,
+        peak_mb=peak,
+        rss_after_mb=rss,
+        complete=complete,
+        instructions=instructions,
     )
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _print_straggler(slack: fs.FakeSlack, event: dict, messages: list[fs.Message], finished: float) -> None:
+    ts = {m.ts for m in messages}
+    for call in slack.calls:
+        if call.args.get("ts") in ts or call.args.get("thread_ts") == event["ts"]:
+            print(
+                f"  straggler {event['ts']}: {call.at - finished:+.2f}s {call.method} {call.status} {call.error or ''}",
+                file=sys.stderr,
+            )
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1,8,24,64")
-    parser.add_argument("--modes", default="update,auto")
-    parser.add_argument("--chars", type=int, default=600, help="answer length (600 ≈ 10 s of streaming)")
-    args = parser.parse_args()
+# the table --------------------------------------------------------------------------------------------------
+
+HEADER = (
+    "slack",
+    "start",
+    "questions",
+    "mode",
+    "runs",
+    "start-up s",
+    "life med s",
+    "life max s",
+    "lag med s",
+    "lag max s",
+    "ack max s",
+    "stream close max s",
+    "calls/answer",
+    "429s",
+    "CPU ms/answer",
+    "CPU min–max",
+    "peak MB",
+    "RSS after MB",
+    "complete",
+)
+
+
+def header(instructions: bool) -> str:
+    columns = HEADER + (("M instr/answer",) if instructions else ())
+    return "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+
+
+def row(cfg: Config, runs: list[Run], failed: int) -> str:
+    """Medians of the runs; 429s, late acks, lost events and complete answers are totals over the runs."""
+    n = len(runs)
+
+    def med(name: str) -> float:
+        return median([getattr(r, name) for r in runs])
+
+    cpu = [r.cpu_ms_per_answer for r in runs]
+    complete = f"{sum(r.complete for r in runs)}/{cfg.size * (n + failed)}"
+    if failed:
+        complete += f" ({failed} run{'s' * (failed > 1)} failed)"
+    ack = f"{med('ack_max'):.3f}"
+    late, lost = sum(r.late_acks for r in runs), sum(r.lost for r in runs)
+    if late or lost:
+        ack += f" ({late} late, {lost} lost)"
+    close = f"{med('close_max'):.2f}" if any(r.close_max == r.close_max for r in runs) else "–"
+    still_open = sum(r.still_open for r in runs)
+    if still_open:
+        close += f" ({still_open} left open)"
+    cells = [
+        cfg.slack,
+        "cold" if cfg.cold else "warm",
+        str(cfg.size),
+        cfg.mode,
+        str(n),
+        f"{med('startup_s'):.2f}",
+        f"{med('life_median'):.3f}",
+        f"{med('life_max'):.3f}",
+        f"{med('lag_median'):.2f}",
+        f"{med('lag_max'):.2f}",
+        ack,
+        close,
+        f"{med('calls_per_answer'):.1f}",
+        str(sum(r.rate_limited for r in runs)),
+        f"{med('cpu_ms_per_answer'):.1f}",
+        f"{min(cpu, default=float('nan')):.1f}–{max(cpu, default=float('nan')):.1f}",
+        f"{med('peak_mb'):.0f}",
+        f"{med('rss_after_mb'):.0f}",
+        complete,
+    ]
+    if cfg.instructions:
+        per_answer = [r.instructions / cfg.size / 1e6 for r in runs if r.instructions is not None]
+        cells.append(f"{statistics.median(per_answer):.2f}" if per_answer else "n/a")
+    return "| " + " | ".join(cells) + " |"
+
+
+async def measure(cfg: Config, k: int) -> tuple[list[Run], int]:
+    runs, failed = [], 0
+    for i in range(k):
+        began = time.monotonic()
+        try:
+            run = await burst(cfg)
+        except (BenchError, RuntimeError, OSError) as exc:
+            failed += 1
+            print(f"  {cfg.label} run {i + 1}/{k} failed: {exc}", file=sys.stderr, flush=True)
+            continue
+        runs.append(run)
+        took = time.monotonic() - began
+        print(f"  {cfg.label} run {i + 1}/{k} ({took:.0f} s): {run.describe(cfg.size)}", file=sys.stderr, flush=True)
+    return runs, failed
+
+
+# the command line -------------------------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    cli = argparse.ArgumentParser(
+        prog="python -m bench.streaming", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cli.add_argument("--sizes", help="concurrent questions per burst (default 1,8,24,64; 8 with --instructions)")
+    cli.add_argument("--modes", help="SLACK_STREAMING modes (default update,auto; update with --instructions)")
+    cli.add_argument("--slack", default="http", help="how Slack delivers events: http, socket or both (http,socket)")
+    cli.add_argument("--cold", action="store_true", help="no warm-up: deliver the burst as soon as the bot listens")
+    cli.add_argument("--runs", type=int, default=1, help="repeat each configuration K times; print medians")
+    cli.add_argument("--chars", type=int, help="answer length (default 600 ≈ 10 s of streaming; 120 with --soak)")
+    cli.add_argument("--pace", type=float, help=f"model characters a second (default {PACE:.0f}; see --soak)")
+    cli.add_argument("--soak", type=int, metavar="N", help="answer N questions in waves and watch the bot's memory")
+    cli.add_argument("--wave", type=int, default=24, help="concurrent questions per wave in --soak (default 24)")
+    cli.add_argument(
+        "--instructions",
+        action="store_true",
+        help="run the bot under callgrind and count its instructions per answer during the burst (slow)",
+    )
+    args = cli.parse_args(argv)
+    args.slack_modes = [s.strip() for s in args.slack.split(",") if s.strip()]
+    unknown = set(args.slack_modes) - set(SLACK_MODES)
+    if unknown or not args.slack_modes:
+        cli.error(f"--slack takes {', '.join(SLACK_MODES)} (comma-separated), not {args.slack!r}")
+    if args.runs < 1:
+        cli.error("--runs must be at least 1")
+    if args.soak is not None and (args.instructions or args.cold):
+        cli.error("--soak measures memory over many answers; --cold and --instructions apply to bursts")
+    if args.soak is not None and (args.soak < 1 or args.wave < 1):
+        cli.error("--soak and --wave must be at least 1")
+    slow = args.instructions
+    args.size_list = [int(s) for s in (args.sizes or ("8" if slow else "1,8,24,64")).split(",")]
+    args.mode_list = [m.strip() for m in (args.modes or ("update" if slow else "update,auto")).split(",")]
+    return args
+
+
+def describe_setup(args: argparse.Namespace, chars: int, pace: float) -> str:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}"
     )
+    sources = bot_sources()
+    print(f"bot measured: {sources}")
     print(
-        f"answers of {args.chars} characters at ~60 characters/s; questions in {CHANNELS} channels; "
-        f"Slack tiers enforced: {TIERS} per workspace, {PER_CHANNEL} per channel"
+        f"answers of {chars} characters at ~{pace:g} characters/s ({CHUNK_CHARS} a chunk); questions in {CHANNELS} "
+        f"channels; Slack tiers enforced: {TIERS} per workspace, {PER_CHANNEL} per channel"
     )
-    header = (
-        "questions",
-        "mode",
-        "life med s",
-        "life max s",
-        "lag med s",
-        "lag max s",
-        "calls/answer",
-        "429s",
-        "CPU ms/answer",
-        "peak MB",
-        "complete",
-    )
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for mode in args.modes.split(","):
-        for size in (int(s) for s in args.sizes.split(",")):
-            r = await run(size, mode, args.chars)
-            print(
-                f"| {r.size} | {r.mode} | {r.life_median:.3f} | {r.life_max:.3f} | {r.lag_median:.2f} | "
-                f"{r.lag_max:.2f} | {r.calls_per_answer:.1f} | {r.rate_limited} | {r.cpu_ms_per_answer:.1f} | "
-                f"{r.peak_mb:.0f} | {r.complete}/{r.size} |",
-                flush=True,
-            )
+    return sources
+
+
+def warn_if_changed(sources: str) -> str:
+    """Say so (stderr) when bot/ changed since `sources` was taken: the last row may mix versions."""
+    now = bot_sources()
+    if _digest(now) != _digest(sources):
+        print(f"  note: bot/ changed during the last row; now {now}", file=sys.stderr, flush=True)
+    return now
+
+
+def _digest(sources: str) -> str:
+    return sources.rsplit(" ", 1)[-1]  # the hash of bot/'s sources: a commit elsewhere changes nothing measured
+
+
+def say_if_changed(first: str, last: str) -> None:
+    """After the table (stdout): whether every row measured the bot named at the top."""
+    if _digest(first) != _digest(last):
+        print(f"\nnote: bot/ changed while the benchmark ran (now {last}); see stderr for the rows affected")
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.soak is not None:
+        from bench import soak
+
+        await soak.main(args)
+        return
+    chars = args.chars or 600
+    pace = args.pace or (VALGRIND_PACE if args.instructions else PACE)
+    if args.instructions:
+        problem = callgrind.available()
+        if problem:
+            sys.exit(f"--instructions needs valgrind: {problem}")
+    sources = describe_setup(args, chars, pace)
+    if args.instructions:
+        print(
+            "under callgrind (--instr-atstart=no; counted from just before the burst to 5 s after its last "
+            "answer): start-up, life, lag, CPU and memory are valgrind's, not the bot's; compare instructions"
+        )
+    print(header(args.instructions), flush=True)
+    first = sources
+    for slack_mode in args.slack_modes:
+        for mode in args.mode_list:
+            for size in args.size_list:
+                cfg = Config(slack_mode, args.cold, size, mode, chars, pace, args.instructions)
+                runs, failed = await measure(cfg, args.runs)
+                print(row(cfg, runs, failed), flush=True)
+                sources = warn_if_changed(sources)
+    say_if_changed(first, sources)
 
 
 if __name__ == "__main__":
