@@ -135,7 +135,6 @@ class AnswerWriter:
         self._parts: list[Part] = []
         self._status_changed = False
         self._notes: Sequence[str] = ()
-        self._final = False
         self._last_flush = 0.0
         self._flushed_len = 0
         self._slot_held: str | None = None  # the method whose slot the loop already holds
@@ -175,10 +174,8 @@ class AnswerWriter:
 
     def append(self, text: str) -> None:
         """More of the answer. Raises the writer's own failure, so the model stream stops at once."""
-        if self._task is not None and self._task.done() and not self._task.cancelled():
-            error = self._task.exception()
-            if error is not None:
-                raise error
+        if (error := self._failure()) is not None:
+            raise error
         self.raw += text
         self._wake.set()
 
@@ -186,7 +183,6 @@ class AnswerWriter:
         """Show the complete text (and notes under it) and wait until Slack has it; raises what stopped it."""
         assert self._task is not None, "start() first"
         self._notes = notes
-        self._final = True
         self._finished.set()
         self._wake.set()
         if self._task.done() and self._task.cancelled():
@@ -198,11 +194,20 @@ class AnswerWriter:
             await asyncio.wait({visible, self._task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             visible.cancel()
-        if self._task.done() and not self._task.cancelled() and self._task.exception() is not None:
+        if (error := self._failure()) is not None:
             self._register(None)
-            raise self._task.exception()  # type: ignore[misc]
+            raise error
         if not self._visible.is_set():
             raise asyncio.CancelledError  # the writer task was cancelled before the text showed
+
+    def _final(self) -> bool:
+        """The conversation has called finish(): the next sync shows the complete text."""
+        return self._finished.is_set()
+
+    def _failure(self) -> BaseException | None:
+        """What ended the writer task, if Slack (or a bug) ended it."""
+        task = self._task
+        return task.exception() if task is not None and task.done() and not task.cancelled() else None
 
     async def abort(self) -> None:
         """Stop writing without a final update."""
@@ -237,7 +242,7 @@ class AnswerWriter:
         while True:
             await self._until_due()
             status_changed, self._status_changed = self._status_changed, False
-            final = self._final
+            final = self._final()
             try:
                 final = await self._sync(final, status_changed=status_changed)
             except (RateLimited, SplitSmaller):
@@ -261,7 +266,7 @@ class AnswerWriter:
         after the last one; the final text, and a new status while no text is shown, at once."""
         await self._wake.wait()
         self._wake.clear()
-        while not (self._final or (self._status_changed and not self.raw)):
+        while not (self._final() or (self._status_changed and not self.raw)):
             gap = self._last_flush + self.min_interval - self.clock()
             if gap <= 0:
                 return
@@ -287,7 +292,7 @@ class AnswerWriter:
                 self._part.method, priority=self._priority, until=self._finished
             )
             self._slot_held = self._part.method if held else None
-            final = self._final
+            final = self._final()
         text = with_notes(self.raw, self._notes) if final else self.raw
         # Freeze every message that no longer fits, then continue in a new one of the same kind.
         while cut := self._part.cut(text[self._part.start :]):
