@@ -13,9 +13,15 @@ import pytest
 
 from bot.app import Bot
 from bot.config import load_settings
-from bot.runtime import serve
+from bot.runtime import loop_factory, serve
 from tests.fakes import mistral as fm
 from tests.fakes import slack as fs
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Tests run on the event loop the bot runs on (uvloop where it is built)."""
+    factory = loop_factory()
+    return {"uvloop": factory} if factory is not None else {"asyncio": asyncio.new_event_loop}
 
 
 def free_port() -> int:
