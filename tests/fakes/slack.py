@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.slack_ai import AgentSurfaces
+
 BOT_TOKEN = "xoxb-test-bot-token"
 APP_TOKEN = "xapp-test-app-token"
 SIGNING_SECRET = "test-signing-secret-0123456789"
@@ -46,6 +48,10 @@ class Message:
     stream_started: float = 0.0
     changed_at: list[float] = field(default_factory=list)  # when each entry of `history` became visible
 
+    def live_stream(self, ttl: float) -> bool:
+        """Still streaming: started, not stopped, and younger than `ttl` (Slack ends streams after ~5 min)."""
+        return self.streaming and time.monotonic() - self.stream_started <= ttl
+
     def show(self, text: str) -> None:
         self.text = text
         self.history.append(text)
@@ -61,7 +67,7 @@ class Call:
     error: str | None
 
 
-class FakeSlack:
+class FakeSlack(AgentSurfaces):
     def __init__(self) -> None:
         self.messages: dict[tuple[str, str], Message] = {}
         self.calls: list[Call] = []
@@ -74,6 +80,7 @@ class FakeSlack:
         self.native_streaming = True  # False: chat.startStream answers channel_type_not_supported
         self.native_dm_only = False  # True: native streaming only in DMs, as some workspaces do
         self.stream_ttl = 300.0  # streams expire: message_not_in_streaming_state
+        self.stream_limit = 12_000  # Markdown a streamed message holds in all payloads together
         self.retry_after = 1
         self.rate_limited = 0
         # method → errors to answer next, in order; "http_503" answers HTTP 503 with an HTML page
@@ -107,6 +114,7 @@ class FakeSlack:
     async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk sends some reads (conversations.replies) as GET
         app.router.add_get("/socket", self._socket_handler)
         app.router.add_post("/response/{id}", self._response_url)
         self._runner = web.AppRunner(app)
@@ -139,6 +147,7 @@ class FakeSlack:
             args = json.loads(raw or b"{}")
         else:
             args = dict(parse_qsl(raw.decode()))
+        args = {**request.query, **args}  # slack_sdk puts some methods' arguments in the query string
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.get("token", "")
         if self.unavailable is not None:
             self.calls.append(Call(method, args, time.monotonic(), self.unavailable, f"http_{self.unavailable}"))
@@ -251,18 +260,22 @@ class FakeSlack:
         text = args.get("text") or ""
         if not text:
             return {"ok": False, "error": "no_text"}
+        if message.live_stream(self.stream_ttl):
+            return {"ok": False, "error": "streaming_state_conflict"}
         if len(text) > self.update_limit:
             return {"ok": False, "error": "msg_too_long"}
-        if message.streaming:
-            return {"ok": False, "error": "cant_update_message"}
         message.updates += 1
         message.show(text)
         return {"ok": True, "channel": message.channel, "ts": message.ts, "text": text}
 
     def _chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
-        message = self.messages.pop((str(args.get("channel")), str(args.get("ts"))), None)
+        key = (str(args.get("channel")), str(args.get("ts")))
+        message = self.messages.get(key)
         if message is None:
             return {"ok": False, "error": "message_not_found"}
+        if message.live_stream(self.stream_ttl):
+            return {"ok": False, "error": "cant_delete_message"}
+        del self.messages[key]
         self.deleted.append(message)
         return {"ok": True, "channel": message.channel, "ts": message.ts}
 
@@ -279,6 +292,8 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_arguments"}
         if not channel.startswith("D") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
             return {"ok": False, "error": "invalid_arguments"}
+        if len(str(args.get("markdown_text") or "")) > self.stream_limit:
+            return {"ok": False, "error": "msg_too_long"}
         ts = self.new_ts()
         message = Message(
             channel, ts, "", args["thread_ts"], BOT_USER, BOT_ID, streaming=True, stream_started=time.monotonic()
@@ -291,9 +306,12 @@ class FakeSlack:
         message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
         if message is None:
             return "message_not_found"
-        if not message.streaming or time.monotonic() - message.stream_started > self.stream_ttl:
+        if stopped := self.stopped_by_user(message.channel, message.ts):
+            return stopped  # a person pressed Slack's stop: checked first, the stream is no longer live
+        if not message.live_stream(self.stream_ttl):
             return "message_not_in_streaming_state"
-        if len(str(args.get("markdown_text") or "")) > 12_000:
+        # The limit is on the message's whole Markdown: everything streamed so far plus this payload.
+        if len(message.text) + len(str(args.get("markdown_text") or "")) > self.stream_limit:
             return "msg_too_long"
         return message
 
@@ -326,25 +344,28 @@ class FakeSlack:
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         if not self.thread_history_available:
             return {"ok": False, "error": "ratelimited"}
-        channel, ts = str(args.get("channel")), str(args.get("ts"))
+        channel, ts = str(args.get("channel") or ""), str(args.get("ts"))
+        refused = self.history_refusal(channel)  # tests/fakes/slack_ai.py, as are replies_page's limits
+        if refused:
+            return {"ok": False, "error": refused}
         thread = sorted(
             (m for m in self.messages.values() if m.channel == channel and (m.ts == ts or m.thread_ts == ts)),
             key=lambda m: m.ts,
         )
-        return {
-            "ok": True,
-            "messages": [
-                {
-                    "type": "message",
-                    "ts": m.ts,
-                    "text": m.text,
-                    "user": m.user,
-                    "thread_ts": m.thread_ts,
-                    **({"bot_id": m.bot_id} if m.bot_id else {}),
-                }
-                for m in thread
-            ],
-        }
+        if not thread:
+            return {"ok": False, "error": "thread_not_found"}
+        messages = [
+            {
+                "type": "message",
+                "ts": m.ts,
+                "text": m.text,
+                "user": m.user,
+                "thread_ts": m.thread_ts,
+                **({"bot_id": m.bot_id} if m.bot_id else {}),
+            }
+            for m in thread
+        ]
+        return self.replies_page(messages, args)
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = str(args.get("user"))
