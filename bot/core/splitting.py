@@ -2,11 +2,13 @@
 
 Cuts happen in the model's Markdown, at the best boundary before the limit (a paragraph, else a line, else a
 word), and each part is rendered on its own: a part that ends inside a code block closes it and the next
-part reopens it.
+part reopens it. A natively streamed message also ends before Slack expires it (`stream_rollover`), and
+its appends carry whole words (`stream_append_end`), so a stream that ends early never splits a word.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bot.core.mrkdwn import to_mrkdwn
@@ -18,6 +20,11 @@ MESSAGE_LIMIT = 3_500
 # ends at the next good boundary; it never grows past the hard one (room for a closing code fence).
 STREAM_SOFT_LIMIT = 9_000
 STREAM_HARD_LIMIT = 11_500
+# Slack ends a stream about five minutes after it starts, whatever is appended. A message streamed this long
+# ends and the answer continues in a new one, a minute before that.
+STREAM_MAX_AGE = 240.0
+
+_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,37 @@ def stream_cut(
             return at, at + len(sep)
     end = max(sent, hard)
     return end, end
+
+
+def stream_rollover(raw: str, *, sent: int, age: float, max_age: float = STREAM_MAX_AGE) -> tuple[int, int] | None:
+    """Where a streamed message `age` seconds old ends before Slack expires it: (end, resume), or None.
+
+    Past `max_age` it ends with what it already shows when that ends between words (appends carry whole
+    words: `stream_append_end`), else at the end of the word it stops in. None while it is young, while it
+    shows nothing, or has nothing more to show (a new message would continue nothing), or no word has ended.
+    """
+    if age < max_age or sent <= 0 or not raw[sent:].strip():
+        return None
+    if raw[sent - 1].isspace():
+        return sent, sent
+    space = _SPACE.search(raw, sent)
+    return (space.start(), space.end()) if space else None
+
+
+def stream_append_end(markdown: str, *, sent: int, final: bool, limit: int) -> int:
+    """How far the next append to a streamed message reaches in `markdown`, of which Slack has `sent` characters.
+
+    Appends end between words, so a stream that ends early (expired, refused, rolled over) shows whole words
+    and the message that continues it starts with one. The final text goes out to its end; a run of `limit`
+    characters without a space goes out as it is. `sent` (nothing to append) while the rest is one open word.
+    """
+    end = min(len(markdown), sent + limit)
+    if final and end == len(markdown):
+        return end
+    space = max(markdown.rfind(c, sent, end) for c in " \n\t")
+    if space >= sent:
+        return space + 1
+    return end if final or end - sent >= limit else sent
 
 
 def ends_in_code(raw: str, *, opens_in_code: bool = False) -> bool:

@@ -3,7 +3,8 @@
 `UpdatedMessage` is a posted message edited with chat.update (Tier 3); `StreamedMessage` is Slack's native
 stream (chat.startStream, appendStream at Tier 4, stopStream). Both show the answer's text from their
 `start` on, say where they must end (`cut`), show more of it (`show`) and end for good (`close`); the writer
-loop in `bot.slack.writers` drives them alike, so they differ only where Slack does.
+loop in `bot.slack.writers` drives them alike, so they differ only where Slack does. A stream ends before it
+holds 12,000 characters of Markdown in all, and before Slack expires it (about five minutes after its start).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from bot.core.pacing import REPOST_AFTER, cheaper_to_repost
-from bot.core.splitting import ends_in_code, render_part, split_head, stream_cut
+from bot.core.splitting import (
+    ends_in_code,
+    render_part,
+    split_head,
+    stream_append_end,
+    stream_cut,
+    stream_rollover,
+)
 from bot.slack.api import RateLimited, SlackApi, SlackCallError
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,8 @@ class Answer(Protocol):
     recipient_user_id: str
     status: str  # shown while no text has arrived
     limit: int  # chat.update's cut, lowered when Slack answers msg_too_long
+    stream_max_age: float  # seconds after its start when a stream ends and a new one continues it
+    clock: Callable[[], float]  # the writer's clock, which stream ages are measured on
     on_progress: Callable[[], Awaitable[None]] | None
 
     async def call(self, method: str, *, urgent: bool, **payload: Any) -> dict[str, Any]:
@@ -182,11 +192,12 @@ class StreamedMessage:
     method = "chat.appendStream"
     count = "native_in_flight"
 
-    def __init__(self, answer: Answer, ts: str, start: int, opens_in_code: bool) -> None:
+    def __init__(self, answer: Answer, ts: str, start: int, opens_in_code: bool, started: float) -> None:
         self.answer = answer
         self.ts = ts
         self.start = start
         self.opens_in_code = opens_in_code
+        self.started = started  # on the answer's clock, just before chat.startStream: Slack expires it from then
         self.markdown = ""  # what Slack has been sent (a reopened code fence, then the answer's text)
 
     @classmethod
@@ -195,6 +206,7 @@ class StreamedMessage:
         a = answer
         pacer = a.api.pacer(a.team_id)
         pacer.native_starting += 1
+        started = a.clock()
         try:
             data = await a.api.call(
                 a.team_id,
@@ -213,7 +225,7 @@ class StreamedMessage:
             return exc.error
         finally:
             pacer.native_starting -= 1
-        return cls(a, str(data["ts"]), start, opens_in_code)
+        return cls(a, str(data["ts"]), start, opens_in_code, started)
 
     @property
     def sent(self) -> int:
@@ -221,7 +233,10 @@ class StreamedMessage:
         return max(len(self.markdown) - len(self._fence()), 0)
 
     def cut(self, rest: str) -> tuple[int, int] | None:
-        return stream_cut(rest, sent=self.sent)
+        age = self.answer.clock() - self.started
+        return stream_cut(rest, sent=self.sent) or stream_rollover(
+            rest, sent=self.sent, age=age, max_age=self.answer.stream_max_age
+        )
 
     def next_opens_in_code(self, head: str) -> bool:
         return ends_in_code(head, opens_in_code=self.opens_in_code)
@@ -249,10 +264,13 @@ class StreamedMessage:
             log.info("could not stop the stream in %s (%s); Slack closes it after a while", a.channel, exc)
 
     async def _append(self, rest: str, *, final: bool) -> None:
-        """Append what Slack lacks of `rest`: all of it when final, else one append's worth."""
+        """Append what Slack lacks of `rest`: all of it when final, else one append's worth, in whole words."""
         markdown = self._fence() + rest
         while len(self.markdown) < len(markdown):
-            chunk = markdown[len(self.markdown) : len(self.markdown) + APPEND_LIMIT]
+            end = stream_append_end(markdown, sent=len(self.markdown), final=final, limit=APPEND_LIMIT)
+            if end <= len(self.markdown):
+                break  # the rest is a word still being written
+            chunk = markdown[len(self.markdown) : end]
             await self.answer.call(
                 "chat.appendStream", urgent=final, channel=self.answer.channel, ts=self.ts, markdown_text=chunk
             )

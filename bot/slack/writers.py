@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from bot.core.pacing import update_priority
-from bot.core.splitting import MESSAGE_LIMIT
+from bot.core.splitting import MESSAGE_LIMIT, STREAM_MAX_AGE
 from bot.slack.api import RateLimited, SlackApi, SlackCallError
 from bot.slack.pacer import Clock
 from bot.slack.parts import NATIVE_REFUSALS, Part, SplitSmaller, StreamedMessage, UpdatedMessage
@@ -71,11 +71,14 @@ class Writers:
         mode: str = "auto",
         clock: Clock = time.monotonic,
         min_interval: float = MIN_UPDATE_INTERVAL,
+        stream_max_age: float | None = None,
     ) -> None:
         self.api = api
         self.mode = mode
         self.clock = clock
         self.min_interval = min_interval
+        # Read when the factory is made (not when this module loads), so tests can lower it.
+        self.stream_max_age = STREAM_MAX_AGE if stream_max_age is None else stream_max_age
         self._refused: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -127,6 +130,7 @@ class AnswerWriter:
         self.recipient_user_id = recipient_user_id
         self.clock = writers.clock
         self.min_interval = writers.min_interval
+        self.stream_max_age = writers.stream_max_age
         self.limit = MESSAGE_LIMIT
         self.status = THINKING
         self.on_progress: ProgressHook | None = None
@@ -293,7 +297,7 @@ class AnswerWriter:
             )
             self._slot_held = self._part.method if held else None
             final = self._final()
-        text = with_notes(self.raw, self._notes) if final else self.raw
+        text = self._text(final)
         # Freeze every message that no longer fits, then continue in a new one of the same kind.
         while cut := self._part.cut(text[self._part.start :]):
             part = self._part
@@ -314,6 +318,9 @@ class AnswerWriter:
                 self._register(None)
         return final
 
+    def _text(self, final: bool) -> str:
+        return with_notes(self.raw, self._notes) if final else self.raw
+
     def _priority(self) -> float:
         return update_priority(waited=self.clock() - self._last_flush, unseen_chars=len(self.raw) - self._flushed_len)
 
@@ -330,17 +337,21 @@ class AnswerWriter:
         return True
 
     async def _leave_stream(self, why: str) -> None:
-        """Continue the answer with chat.update from the first character the stream does not show."""
+        """Continue the answer with chat.update from the first character the stream does not show.
+
+        Streams append whole words, so that character starts a word: nothing is lost, doubled or split.
+        """
         stream = self._part
         assert isinstance(stream, StreamedMessage)
         log.info("native stream in %s ends (%s); continuing with chat.update", self.channel, why)
         self._writers.refused(self.team_id, self.channel, why)
+        if why != "message_not_in_streaming_state":
+            await stream.stop()  # Slack refuses chat.update and chat.delete on a message still streaming
         if not stream.markdown and await self.api.delete(self.team_id, self.channel, stream.ts):
             self._parts.pop()  # an empty stream: the placeholder replaces it
-        elif why != "message_not_in_streaming_state":
-            await stream.stop()  # Slack refuses chat.update and chat.delete on a message still streaming
+        shown = self._text(self._final())[stream.start : stream.start + stream.sent]
         body = self.status if not self.raw else "…"
-        self._open(await UpdatedMessage.post(self, stream.start + stream.sent, body, stream.opens_in_code))
+        self._open(await UpdatedMessage.post(self, stream.start + stream.sent, body, stream.next_opens_in_code(shown)))
 
     def _register(self, count: str | None) -> None:
         """Keep the pacer's counts of answers owed a final call (one count per kind of message) up to date."""

@@ -83,3 +83,66 @@ def test_where_a_streamed_message_ends(raw: str, sent: int, soft: int, hard: int
     from bot.core.splitting import stream_cut
 
     assert stream_cut(raw, sent=sent, soft=soft, hard=hard) == expected
+
+
+@pytest.mark.parametrize(
+    "raw,sent,age,expected",
+    [
+        ("aaaa bbbb cccc", 5, 10.0, None),  # young: it keeps streaming
+        ("aaaa bbbb cccc", 5, 240.0, (5, 5)),  # old: it ends with what it shows (a whole word), the rest follows
+        ("aaaa\nbbbb cccc", 5, 300.0, (5, 5)),  # what it shows ends with a line
+        ("aaaa bbbb cccc", 2, 240.0, (4, 5)),  # it shows part of a word: that word ends it
+        ("aaaa bbbb", 7, 240.0, None),  # no word has ended since: wait for one
+        ("aaaa bbbb ", 5, 240.0, (5, 5)),
+        ("aaaa ", 5, 240.0, None),  # nothing more to show: no new message for nothing
+        ("aaaa   ", 5, 240.0, None),
+        ("aaaa bbbb", 0, 240.0, None),  # it shows nothing yet
+    ],
+)
+def test_when_an_old_stream_rolls_over(raw: str, sent: int, age: float, expected: object) -> None:
+    from bot.core.splitting import stream_rollover
+
+    assert stream_rollover(raw, sent=sent, age=age, max_age=240.0) == expected
+
+
+@pytest.mark.parametrize(
+    "markdown,sent,final,limit,expected",
+    [
+        ("aaaa bbbb cc", 0, False, 100, 10),  # whole words only: "cc" may be the start of a longer word
+        ("aaaa bbbb cc", 0, True, 100, 12),  # the final text goes out to its end
+        ("aaaa bbbb\ncc", 0, False, 100, 10),  # a line ends a word too
+        ("aaaa bbbb cc", 10, False, 100, 10),  # only part of a word is new: nothing to append yet
+        ("aaaa bbbb cc", 5, False, 100, 10),
+        ("aaaa bbbb cccc dddd", 0, False, 12, 10),  # at most `limit` characters, still in whole words
+        ("aaaa bbbb cccc dddd", 0, True, 12, 10),  # the final text too, when it takes several appends
+        ("a" * 20, 0, False, 12, 12),  # a run of `limit` characters without a space goes as it is
+        ("a" * 20, 0, True, 12, 12),
+        ("a" * 10, 0, False, 12, 0),  # a shorter one waits for its end
+        ("```\ncode", 0, False, 100, 4),  # a reopened fence ends with a line
+    ],
+)
+def test_how_far_a_stream_append_reaches(markdown: str, sent: int, final: bool, limit: int, expected: int) -> None:
+    from bot.core.splitting import stream_append_end
+
+    assert stream_append_end(markdown, sent=sent, final=final, limit=limit) == expected
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 50])
+def test_whole_word_appends_and_rollovers_lose_and_split_nothing(chunk: int) -> None:
+    """A stream fed `chunk` characters at a time, rolled over after each append: every message holds whole
+    words, and together they hold the text exactly once."""
+    from bot.core.splitting import stream_append_end, stream_rollover
+
+    text = " ".join(f"w{i:03d}" for i in range(200)) + "\nend"
+    messages: list[str] = []
+    start, sent = 0, 0
+    for arrived in [*range(chunk, len(text), chunk), len(text)]:
+        rest = text[start:arrived]
+        final = arrived == len(text)
+        sent = stream_append_end(rest, sent=sent, final=final, limit=40)
+        cut = None if final else stream_rollover(rest, sent=sent, age=1.0, max_age=0.0)
+        if cut:
+            messages.append(rest[: cut[0]])
+            start, sent = start + cut[1], 0
+    messages.append(text[start:])
+    assert " ".join(messages).split() == text.split()

@@ -188,3 +188,113 @@ async def test_an_answer_that_finishes_while_an_update_waits_is_finished_once(
     await w._writers.close(grace=10)
     assert shown(slack) == "first and last"
     assert len(slack.calls_to("chat.stopStream")) == 1
+
+
+# Streams that end early: expired, refused as too long, rolled over, left for a placeholder -----------------
+
+
+def numbered(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"w\d{5}", text)
+
+
+def slack_words(slack: fs.FakeSlack) -> list[str]:
+    return numbered("\n".join(m.text for m in slack.bot_replies(CHANNEL, THREAD)))
+
+
+@pytest.mark.parametrize("error", ["message_not_in_streaming_state", "msg_too_long"])
+async def test_a_stream_ended_mid_word_continues_with_that_whole_word(
+    slack: fs.FakeSlack, api: SlackApi, error: str
+) -> None:
+    """Appends used to carry whatever had arrived: a stream that ended then showed "w000" and the message
+    that continued it "03", so people read a word missing."""
+    import asyncio
+
+    w = writer(api, "native")
+    await w.start()
+    w.append("w00001 w00002 w000")  # a model's chunks end mid-word
+    await asyncio.sleep(0.2)  # an intermediate append goes out
+    if error == "message_not_in_streaming_state":
+        slack.bot_replies(CHANNEL, THREAD)[0].stream_started -= slack.stream_ttl  # Slack expired it
+    else:
+        slack.errors["chat.appendStream"] = deque([error])  # Slack's limit is lower than we know
+    w.append("03 w00004\nw00005")
+    await w.finish()
+    await w._writers.close(grace=10)
+    first, second = slack.bot_replies(CHANNEL, THREAD)
+    assert first.text == "w00001 w00002 " and second.text == "w00003 w00004\nw00005"
+    assert not first.live_stream(slack.stream_ttl)
+
+
+async def test_a_stream_that_expires_inside_a_code_block_continues_inside_one(
+    slack: fs.FakeSlack, api: SlackApi
+) -> None:
+    import asyncio
+
+    w = writer(api, "native")
+    await w.start()
+    w.append("intro\n```\nline 1\n")
+    await asyncio.sleep(0.2)
+    slack.bot_replies(CHANNEL, THREAD)[0].stream_started -= slack.stream_ttl
+    w.append("line 2\n```\noutro")
+    await w.finish()
+    first, second = slack.bot_replies(CHANNEL, THREAD)
+    assert first.text == "intro\n```\nline 1\n"
+    assert second.text == "```\nline 2\n```\noutro"  # the code block reopened, as a cut between updates does
+
+
+async def test_a_slack_limit_lower_than_ours_loses_nothing(slack: fs.FakeSlack, api: SlackApi) -> None:
+    import asyncio
+
+    slack.stream_limit = 2_000  # msg_too_long far before the bot's own cut
+    text = " ".join(f"w{i:05d}" for i in range(1, 1_201))
+    w = writer(api, "native")
+    await w.start()
+    for i in range(0, len(text), 250):
+        w.append(text[i : i + 250])
+        await asyncio.sleep(0.02)
+    await w.finish()
+    await w._writers.close(grace=10)
+    assert slack_words(slack) == numbered(text)
+    replies = slack.bot_replies(CHANNEL, THREAD)
+    assert all(len(m.text) <= (slack.stream_limit if m.stream_started else slack.update_limit) for m in replies)
+    assert not any(m.streaming for m in replies)
+
+
+async def test_an_old_stream_rolls_over_before_slack_expires_it(slack: fs.FakeSlack, api: SlackApi) -> None:
+    import asyncio
+
+    slack.stream_ttl = 1.2
+    w = Writers(api, mode="native", min_interval=0.05, stream_max_age=0.4).new(
+        TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA"
+    )
+    text = " ".join(f"w{i:05d}" for i in range(1, 301))
+    await w.start()
+    for i in range(0, len(text), 20):
+        w.append(text[i : i + 20])
+        await asyncio.sleep(0.03)  # about 2 s in all
+    await w.finish()
+    await w._writers.close(grace=10)
+    replies = slack.bot_replies(CHANNEL, THREAD)
+    assert slack_words(slack) == numbered(text)
+    assert len(replies) >= 3 and all(m.stream_started and not m.streaming for m in replies)
+    assert not any(c.error for c in slack.calls)  # none expired, none refused
+
+
+async def test_an_empty_stream_is_stopped_before_it_is_removed_for_a_placeholder(
+    slack: fs.FakeSlack, api: SlackApi
+) -> None:
+    """Slack refuses chat.delete on a message still streaming: the empty stream used to stay in the thread."""
+    import asyncio
+
+    w = writer(api, "native")
+    await w.start()
+    w.set_status("_Trying again…_")
+    await asyncio.sleep(0.2)  # no text yet: a placeholder shows the status
+    w.append("the answer")
+    await w.finish()
+    [reply] = slack.bot_replies(CHANNEL, THREAD)
+    assert reply.text == "the answer" and not reply.stream_started
+    assert not any(c.error for c in slack.calls)
+    assert not any(m.streaming for m in slack.deleted)
