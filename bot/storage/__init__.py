@@ -1,7 +1,12 @@
 """Storage: the only package that talks to a database."""
 
 from bot.storage.base import (
+    FEEDBACK_VALUES,
+    AnswerRef,
+    ChannelUse,
     Conversation,
+    ConversationSummary,
+    FeedbackCount,
     NewMessage,
     Persona,
     Status,
@@ -15,7 +20,12 @@ from bot.storage.base import (
 from bot.storage.sqlite import SQLiteStore
 
 __all__ = [
+    "FEEDBACK_VALUES",
+    "AnswerRef",
+    "ChannelUse",
     "Conversation",
+    "ConversationSummary",
+    "FeedbackCount",
     "NewMessage",
     "Persona",
     "SQLiteStore",

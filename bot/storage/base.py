@@ -25,6 +25,9 @@ class Status(StrEnum):
 
 UNFINISHED = (Status.PENDING, Status.STREAMING)
 
+# What a person may say about an answer (the feedback buttons).
+FEEDBACK_VALUES = ("good", "bad")
+
 
 @dataclass(frozen=True)
 class ThreadKey:
@@ -85,6 +88,49 @@ class UnfinishedAnswer:
     slack_parts: list[str]
 
 
+@dataclass(frozen=True)
+class FeedbackCount:
+    """Ratings of the answers given in one channel under one persona (`persona` None: the default one)."""
+
+    channel_id: str
+    persona: str | None
+    good: int
+    bad: int
+
+
+@dataclass(frozen=True)
+class AnswerRef:
+    """What a button on an answer points at: enough to check who may act on it and to re-run its turn."""
+
+    answer_id: int
+    conversation: Conversation
+    user_message_id: int
+    user_ts: str
+    asker: str | None
+    status: Status
+    text: str
+    slack_parts: list[str]
+    latest: bool  # no later question in the thread: re-running it rewrites no answer anything depends on
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One line of a person's recent conversations on the Home tab."""
+
+    key: ThreadKey
+    first_question: str
+    last_activity: float
+
+
+@dataclass(frozen=True)
+class ChannelUse:
+    """A channel the bot works in; `persona` is the stored channel persona, None where the default applies."""
+
+    channel_id: str
+    persona: Persona | None
+    last_activity: float
+
+
 class Store(Protocol):
     async def close(self) -> None: ...
 
@@ -135,4 +181,53 @@ class Store(Protocol):
         self, team_id: str, channel_id: str, persona: Persona | None, updated_by: str
     ) -> None:
         """Set the channel's persona; None returns the channel to the default."""
+        ...
+
+    # feedback ------------------------------------------------------------------------------------------
+
+    async def record_feedback(self, answer_id: int, user_id: str, value: str) -> bool:
+        """Keep one person's rating of an answer; a second click replaces the first (value and time).
+
+        False, and nothing stored, when no answer has that id or `value` is not one of FEEDBACK_VALUES.
+        """
+        ...
+
+    async def feedback_counts(self, team_id: str) -> list[FeedbackCount]:
+        """A workspace's ratings per channel and persona name, so admins see which persona serves where."""
+        ...
+
+    async def feedback_of(self, answer_id: int) -> dict[str, str]:
+        """The ratings of one answer, user id → value."""
+        ...
+
+    # buttons on answers ----------------------------------------------------------------------------------
+
+    async def answer_ref(self, answer_id: int) -> AnswerRef | None:
+        """The answer an interactive payload names, with its question and thread; None if there is no such answer.
+
+        Payloads come from Slack and may name an id that was never an answer: callers must check for None.
+        """
+        ...
+
+    async def is_participant(self, conversation_id: int, user_id: str) -> bool:
+        """Whether the person wrote in the conversation (a message not deleted), so may act on its answers."""
+        ...
+
+    async def restart_answer(self, answer_id: int) -> Turn | None:
+        """Empty an answer so its turn runs again in place (Retry, Regenerate); the Slack messages are kept.
+
+        Atomic: of two clicks at once, one gets the Turn and the other None. None too when the answer is
+        being written, is not the latest of its thread (a later answer was built on it), its question was
+        deleted, or there is no such answer. Feedback on it is dropped: it rated a text that is gone.
+        """
+        ...
+
+    # the Home tab ------------------------------------------------------------------------------------------
+
+    async def recent_conversations(self, team_id: str, user_id: str, limit: int = 10) -> list[ConversationSummary]:
+        """The conversations the person wrote in, most recent activity first, each with its opening question."""
+        ...
+
+    async def channels_in_use(self, team_id: str, limit: int = 50) -> list[ChannelUse]:
+        """Channels with a conversation or a stored persona, most recent first; the caller applies catalog defaults."""
         ...

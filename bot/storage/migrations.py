@@ -97,6 +97,27 @@ async def m005_message_tokens(db: aiosqlite.Connection) -> None:
     await db.execute("ALTER TABLE messages ADD COLUMN tokens INTEGER")
 
 
+@migration
+async def m006_feedback_and_home(db: aiosqlite.Connection) -> None:
+    # One rating per person and answer: a second click replaces the first. Restarting an answer deletes
+    # its ratings, since they rated a text that is gone.
+    await db.execute(
+        """
+        CREATE TABLE feedback (
+            answer_id INTEGER NOT NULL REFERENCES messages(id),
+            user_id TEXT NOT NULL,
+            value TEXT NOT NULL CHECK (value IN ('good', 'bad')),
+            at REAL NOT NULL,
+            PRIMARY KEY (answer_id, user_id)
+        )
+        """
+    )
+    # The Home tab: the conversations a person wrote in, and a thread's last activity, without walking
+    # every message of the workspace.
+    await db.execute("CREATE INDEX messages_by_user ON messages (slack_user, conversation_id)")
+    await db.execute("CREATE INDEX messages_activity ON messages (conversation_id, updated_at)")
+
+
 async def migrate(db: aiosqlite.Connection) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; returns the names applied."""
     await db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")

@@ -17,8 +17,13 @@ import aiosqlite
 
 from bot.core.params import ModelParams
 from bot.storage.base import (
+    FEEDBACK_VALUES,
     UNFINISHED,
+    AnswerRef,
+    ChannelUse,
     Conversation,
+    ConversationSummary,
+    FeedbackCount,
     NewMessage,
     Persona,
     Status,
@@ -42,6 +47,96 @@ HISTORY_QUERY = f"""
       AND m.status IN ({",".join("?" * len(_IN_HISTORY))}) AND m.text != ''
     ORDER BY position, m.id
 """
+
+# A question `q` that is not the last of its thread: a person (not a deleted message) wrote after it.
+# Served by messages_slack_ts (a comparison on slack_ts implies the index's NOT NULL).
+_LATER_QUESTION = f"""
+    SELECT 1 FROM messages l
+    WHERE l.conversation_id = q.conversation_id AND l.slack_ts > q.slack_ts
+      AND l.role = 'user' AND l.status != '{Status.DELETED}'
+"""
+
+# An answer with its question and thread, all by primary key.
+ANSWER_REF_QUERY = f"""
+    SELECT a.id, a.status, a.text, a.slack_parts, q.id, q.slack_ts, q.slack_user,
+           NOT EXISTS ({_LATER_QUESTION}) AS latest,
+           c.id, c.team_id, c.channel_id, c.thread_ts, c.system_prompt, c.persona, c.params
+    FROM messages a
+    JOIN messages q ON q.id = a.reply_to
+    JOIN conversations c ON c.id = a.conversation_id
+    WHERE a.id = ? AND a.role = 'assistant'
+"""
+
+# Re-run an answer in place: only the latest of its thread, not while it is being written, and not once its
+# question was deleted. One statement, so two clicks at once cannot both pass the checks.
+RESTART_QUERY = f"""
+    UPDATE messages SET text = '', status = ?, finish_reason = NULL, prompt_tokens = NULL,
+           completion_tokens = NULL, total_tokens = NULL, tokens = NULL, updated_at = ?
+    WHERE id = ? AND role = 'assistant' AND status NOT IN ({",".join("?" * len(UNFINISHED))})
+      AND EXISTS (
+        SELECT 1 FROM messages q
+        WHERE q.id = messages.reply_to AND q.status != '{Status.DELETED}' AND NOT EXISTS ({_LATER_QUESTION})
+      )
+"""
+
+# Ratings per channel and persona name; from a workspace's conversations down to their answers' ratings.
+FEEDBACK_COUNTS_QUERY = """
+    SELECT c.channel_id, c.persona,
+           SUM(CASE WHEN f.value = 'good' THEN 1 ELSE 0 END),
+           SUM(CASE WHEN f.value = 'bad' THEN 1 ELSE 0 END)
+    FROM conversations c
+    JOIN messages m ON m.conversation_id = c.id
+    JOIN feedback f ON f.answer_id = m.id
+    WHERE c.team_id = ?
+    GROUP BY c.channel_id, c.persona
+"""
+
+# A thread's last activity: one step down messages_activity.
+_LAST_ACTIVITY = "COALESCE((SELECT MAX(m.updated_at) FROM messages m WHERE m.conversation_id = c.id), c.created_at)"
+
+# The threads the person wrote in (from messages_by_user, not from every thread of the workspace), each with
+# its first question (the first entry of messages_slack_ts).
+RECENT_CONVERSATIONS_QUERY = f"""
+    SELECT c.channel_id, c.thread_ts,
+           (SELECT f.text FROM messages f
+            WHERE f.conversation_id = c.id AND f.slack_ts IS NOT NULL AND f.role = 'user'
+              AND f.status != '{Status.DELETED}'
+            ORDER BY f.slack_ts LIMIT 1) AS first_question,
+           {_LAST_ACTIVITY} AS last_activity
+    FROM (
+        SELECT DISTINCT w.conversation_id FROM messages w
+        WHERE w.slack_user = ? AND w.role = 'user' AND w.status != '{Status.DELETED}'
+    ) AS wrote
+    JOIN conversations c ON c.id = wrote.conversation_id
+    WHERE c.team_id = ?
+    ORDER BY last_activity DESC, c.id DESC
+    LIMIT ?
+"""
+
+# Channels with threads or a stored persona; a persona set counts as activity in its channel.
+CHANNELS_IN_USE_QUERY = f"""
+    SELECT u.channel_id, u.last_activity, p.system_prompt, p.params, p.persona
+    FROM (
+        SELECT channel_id, MAX(seen_at) AS last_activity FROM (
+            SELECT c.channel_id, {_LAST_ACTIVITY} AS seen_at FROM conversations c WHERE c.team_id = ?
+            UNION ALL
+            SELECT channel_id, updated_at FROM channel_personas WHERE team_id = ?
+        ) AS activity
+        GROUP BY channel_id
+        ORDER BY last_activity DESC, channel_id
+        LIMIT ?
+    ) AS u
+    LEFT JOIN channel_personas p ON p.team_id = ? AND p.channel_id = u.channel_id
+    ORDER BY u.last_activity DESC, u.channel_id
+"""
+
+
+def _persona(system_prompt: str, params: str, name: str | None) -> Persona:
+    return Persona(system_prompt, ModelParams.from_stored(params), name)
+
+
+def _conversation(conv_id: int, key: ThreadKey, system_prompt: str, name: str | None, params: str) -> Conversation:
+    return Conversation(conv_id, key, _persona(system_prompt, params, name))
 
 
 async def _to_the_end(work: Awaitable[None]) -> None:
@@ -126,7 +221,7 @@ class SQLiteStore:
         if not rows:
             return None
         conv_id, prompt, name, params = rows[0]
-        return Conversation(conv_id, key, Persona(prompt, ModelParams.from_stored(params), name))
+        return _conversation(conv_id, key, prompt, name, params)
 
     async def claim_turn(self, key: ThreadKey, persona: Persona, message: NewMessage) -> Turn | None:
         now = time.time()
@@ -271,7 +366,7 @@ class SQLiteStore:
         if not rows:
             return None
         prompt, params, name = rows[0]
-        return Persona(prompt, ModelParams.from_stored(params), name)
+        return _persona(prompt, params, name)
 
     async def set_channel_persona(
         self, team_id: str, channel_id: str, persona: Persona | None, updated_by: str
@@ -297,3 +392,81 @@ class SQLiteStore:
                     time.time(),
                 ),
             )
+
+    # feedback ----------------------------------------------------------------------------------------------
+
+    async def record_feedback(self, answer_id: int, user_id: str, value: str) -> bool:
+        if value not in FEEDBACK_VALUES:
+            return False
+        # Inserted from the answer row itself: an id that is no answer selects nothing, so stores nothing.
+        stored = await self._write(
+            "INSERT INTO feedback (answer_id, user_id, value, at) "
+            "SELECT id, ?, ?, ? FROM messages WHERE id = ? AND role = 'assistant' "
+            "ON CONFLICT (answer_id, user_id) DO UPDATE SET value = excluded.value, at = excluded.at",
+            (user_id, value, time.time(), answer_id),
+        )
+        return stored > 0
+
+    async def feedback_counts(self, team_id: str) -> list[FeedbackCount]:
+        rows = await self._rows(FEEDBACK_COUNTS_QUERY, (team_id,))
+        counts = [FeedbackCount(r[0], r[1], r[2], r[3]) for r in rows]
+        # Sorted here: databases disagree on where NULL (the default persona) sorts.
+        return sorted(counts, key=lambda c: (c.channel_id, c.persona is not None, c.persona or ""))
+
+    async def feedback_of(self, answer_id: int) -> dict[str, str]:
+        rows = await self._rows("SELECT user_id, value FROM feedback WHERE answer_id = ?", (answer_id,))
+        return {r[0]: r[1] for r in rows}
+
+    # buttons on answers ----------------------------------------------------------------------------------------
+
+    async def answer_ref(self, answer_id: int) -> AnswerRef | None:
+        rows = await self._rows(ANSWER_REF_QUERY, (answer_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        conversation = _conversation(r[8], ThreadKey(r[9], r[10], r[11]), r[12], r[13], r[14])
+        return AnswerRef(
+            answer_id=r[0],
+            conversation=conversation,
+            user_message_id=r[4],
+            user_ts=r[5],
+            asker=r[6],
+            status=Status(r[1]),
+            text=r[2],
+            slack_parts=json.loads(r[3]),
+            latest=bool(r[7]),
+        )
+
+    async def is_participant(self, conversation_id: int, user_id: str) -> bool:
+        rows = await self._rows(
+            "SELECT 1 FROM messages WHERE slack_user = ? AND conversation_id = ? AND role = 'user' "
+            "AND status != ? LIMIT 1",
+            (user_id, conversation_id, Status.DELETED),
+        )
+        return bool(rows)
+
+    async def restart_answer(self, answer_id: int) -> Turn | None:
+        async with self._transaction() as db:
+            cursor = await db.execute(RESTART_QUERY, (Status.PENDING, time.time(), answer_id, *UNFINISHED))
+            if cursor.rowcount == 0:
+                return None
+            await db.execute("DELETE FROM feedback WHERE answer_id = ?", (answer_id,))
+            ref = await self.answer_ref(answer_id)  # read inside the transaction: sees the row just reset
+            assert ref is not None
+            return Turn(
+                conversation=ref.conversation,
+                user_message_id=ref.user_message_id,
+                answer_id=answer_id,
+                user_ts=ref.user_ts,
+                created_conversation=False,
+            )
+
+    # the Home tab ---------------------------------------------------------------------------------------------
+
+    async def recent_conversations(self, team_id: str, user_id: str, limit: int = 10) -> list[ConversationSummary]:
+        rows = await self._rows(RECENT_CONVERSATIONS_QUERY, (user_id, team_id, limit))
+        return [ConversationSummary(ThreadKey(team_id, r[0], r[1]), r[2] or "", r[3]) for r in rows]
+
+    async def channels_in_use(self, team_id: str, limit: int = 50) -> list[ChannelUse]:
+        rows = await self._rows(CHANNELS_IN_USE_QUERY, (team_id, team_id, limit, team_id))
+        return [ChannelUse(r[0], _persona(r[2], r[3], r[4]) if r[2] is not None else None, r[1]) for r in rows]

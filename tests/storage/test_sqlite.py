@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -16,19 +15,6 @@ from bot.storage.sqlite import HISTORY_QUERY
 
 KEY = ThreadKey("T1", "C1", "1700000100.000001")
 PERSONA = Persona("be nice", ModelParams(temperature=0.2), "kind")
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "bot.db"
-
-
-@pytest.fixture
-async def store(path: Path) -> AsyncIterator[SQLiteStore]:
-    # Always closed: aiosqlite's worker thread would otherwise keep the test process alive.
-    opened = await SQLiteStore.open(str(path))
-    yield opened
-    await opened.close()
 
 
 async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
@@ -70,7 +56,9 @@ async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
         ]
         async with db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'") as c:
             assert sorted(r[0] for r in await c.fetchall() if not r[0].startswith("sqlite_")) == [
+                "messages_activity",
                 "messages_by_conversation",
+                "messages_by_user",
                 "messages_slack_ts",
                 "messages_status",
             ]
@@ -83,6 +71,15 @@ async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
             "updated_by",
             "updated_at",
         ]
+        assert await columns("feedback") == ["answer_id", "user_id", "value", "at"]
+        async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") as cursor:
+            assert [r[0] for r in await cursor.fetchall()] == [
+                "channel_personas",
+                "conversations",
+                "feedback",
+                "messages",
+                "migrations",
+            ]
         async with db.execute("SELECT name FROM migrations ORDER BY name") as cursor:
             assert [r[0] for r in await cursor.fetchall()] == [m.__name__ for m in MIGRATIONS]
         async with db.execute("PRAGMA journal_mode") as cursor:
