@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 from bot.core.params import ModelParams
-from bot.core.personas import Catalog, Persona, PersonaError, parse_catalog
+from bot.core.personas import Catalog, Persona, PersonaError, SuggestedPrompt, parse_catalog
 from bot.storage import Store
 
 
@@ -37,11 +37,18 @@ class Personas:
         return persona.params.over(self._defaults)
 
     async def current(self, team_id: str, channel_id: str) -> Persona:
-        chosen = await self._store.get_channel_persona(team_id, channel_id)
+        return self.resolve(channel_id, await self._store.get_channel_persona(team_id, channel_id))
+
+    def resolve(self, channel_id: str, chosen: Persona | None) -> Persona:
+        """The persona in force given the channel's stored choice (None: no `/persona` choice)."""
         if chosen is not None:
             return chosen
         name = self.catalog.channels.get(channel_id)
         return self.catalog.named[name] if name else self.default
+
+    def prompts_for(self, persona: Persona) -> tuple[SuggestedPrompt, ...]:
+        """The Messages tab's suggestions for a persona, by its name in `PERSONAS_FILE` (custom: the defaults)."""
+        return self.catalog.prompts_for(persona.name)
 
     def may_change(self, user_id: str) -> bool:
         return not self._admins or user_id in self._admins

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from bot.config import load_settings
+from bot.core.personas import DEFAULT_PROMPTS
 
 ROOT = Path(__file__).parent.parent
+# Slack's own manifest schema (MIT), copied into the repository: see its SOURCE.md.
+MANIFEST_SCHEMA = Path(__file__).parent / "data" / "slack-manifest-schema" / "manifest.schema.1.0.0.json"
 
 
 def setting_names() -> set[str]:
@@ -29,10 +34,23 @@ def test_every_setting_is_documented_in_env_example_and_readme() -> None:
 
 def test_the_manifest_is_a_valid_app_for_this_bot() -> None:
     manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    schema = json.loads(MANIFEST_SCHEMA.read_text())
+    jsonschema.validate(manifest, schema, cls=jsonschema.Draft7Validator)
     assert len(manifest["display_information"]["name"]) <= 35
     assert re.fullmatch(r"[a-z0-9\-_.]+", manifest["features"]["bot_user"]["display_name"])
     home = manifest["features"]["app_home"]
     assert home["messages_tab_enabled"] is True and home["messages_tab_read_only_enabled"] is False
+    assert home["home_tab_enabled"] is True
+    # Agent view, not the retired assistant_view; its static prompts are the bot's built-in ones.
+    agent = manifest["features"]["agent_view"]
+    assert agent["agent_description"] and "assistant_view" not in manifest["features"]
+    assert [(p["title"], p["message"]) for p in agent["suggested_prompts"]] == [
+        (p.title, p.message) for p in DEFAULT_PROMPTS
+    ]
+    shortcuts = {s["callback_id"]: s for s in manifest["features"]["shortcuts"]}
+    assert shortcuts["summarize_thread"]["type"] == "message"
+    assert shortcuts["summarize_thread"]["name"] == "Summarize thread"
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
     commands = {c["command"]: c for c in manifest["features"]["slash_commands"]}
     assert set(commands) == {"/ask", "/persona"}
     for command in commands.values():
@@ -48,9 +66,11 @@ def test_the_manifest_is_a_valid_app_for_this_bot() -> None:
         "im:history",
         "mpim:history",
         "users:read",
+        "assistant:write",
     } <= scopes
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
-    assert events == {"app_mention", "message.channels", "message.groups", "message.im", "message.mpim"}
+    assert {"app_mention", "message.channels", "message.groups", "message.im", "message.mpim"} <= events
+    assert "app_home_opened" in events
     assert manifest["settings"]["socket_mode_enabled"] is True
 
 
@@ -69,3 +89,4 @@ def test_the_example_personas_file_is_valid() -> None:
 
     catalog = load_catalog(ROOT / "personas.example.toml")
     assert {"support", "engineering", "json"} <= set(catalog.named)
+    assert catalog.prompts["support"] and catalog.default_prompts

@@ -8,6 +8,7 @@ from typing import Any
 from bot.core.params import ModelParams, ParamError
 
 MAX_PROMPT_CHARS = 8_000
+MAX_SUGGESTED_PROMPTS = 4  # what assistant.threads.setSuggestedPrompts takes
 
 
 @dataclass(frozen=True)
@@ -27,29 +28,85 @@ class PersonaError(ValueError):
 
 
 @dataclass(frozen=True)
+class SuggestedPrompt:
+    """A prompt the Messages tab offers: `title` on the button, `message` sent as the person's question."""
+
+    title: str
+    message: str
+
+
+# Offered when PERSONAS_FILE suggests nothing (the manifest's agent_view lists the same, for when the bot is away).
+# A click sends the message at once, so each one stands on its own.
+DEFAULT_PROMPTS: tuple[SuggestedPrompt, ...] = (
+    SuggestedPrompt("Summarize a text", "I'll paste a text: summarize it in a few bullet points."),
+    SuggestedPrompt("Explain code", "I'll paste some code: explain what it does, step by step."),
+    SuggestedPrompt("Draft a message", "Help me draft a friendly message: ask me whom it is for and what to say."),
+    SuggestedPrompt("Brainstorm", "Let's brainstorm: ask me for the topic, then suggest ten varied ideas."),
+)
+
+
+@dataclass(frozen=True)
 class Catalog:
-    """What `PERSONAS_FILE` defines: named personas, and channel IDs → the name of their default."""
+    """What `PERSONAS_FILE` defines: named personas, channel IDs → the name of their default, and the
+    Messages tab's suggested prompts (per persona name, and a default list).
+
+    Prompts live here, looked up by persona name, rather than on `Persona`: a persona is stored with every
+    conversation, and a suggestion list is no part of how a conversation runs.
+    """
 
     named: dict[str, Persona] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=dict)
+    prompts: dict[str, tuple[SuggestedPrompt, ...]] = field(default_factory=dict)
+    default_prompts: tuple[SuggestedPrompt, ...] = ()
+
+    def prompts_for(self, name: str | None) -> tuple[SuggestedPrompt, ...]:
+        """The persona's own prompts, else the file's default list, else the built-in ones."""
+        return (name is not None and self.prompts.get(name)) or self.default_prompts or DEFAULT_PROMPTS
 
 
 def parse_catalog(data: dict[str, Any]) -> Catalog:
     """Validate a parsed TOML document; every problem names the table it is in."""
-    unknown = sorted(set(data) - {"personas", "channels"})
+    unknown = sorted(set(data) - {"personas", "channels", "suggested_prompts"})
     if unknown:
-        raise PersonaError(f"unknown top-level table(s): {', '.join(unknown)} (expected [personas.*], [channels])")
+        raise PersonaError(
+            f"unknown top-level table(s): {', '.join(unknown)} "
+            "(expected [personas.*], [channels], [[suggested_prompts]])"
+        )
     named: dict[str, Persona] = {}
+    prompts: dict[str, tuple[SuggestedPrompt, ...]] = {}
     for name, table in (data.get("personas") or {}).items():
         if not isinstance(table, dict):
             raise PersonaError(f"[personas.{name}] must be a table")
-        named[name.lower()] = persona_from_table(name.lower(), table)
+        settings = dict(table)
+        if "suggested_prompts" in settings:
+            where = f"[[personas.{name.lower()}.suggested_prompts]]"
+            prompts[name.lower()] = parse_prompts(settings.pop("suggested_prompts"), where)
+        named[name.lower()] = persona_from_table(name.lower(), settings)
     channels: dict[str, str] = {}
     for channel, name in (data.get("channels") or {}).items():
         if not isinstance(name, str) or name.lower() not in named:
             raise PersonaError(f"[channels] {channel} names an unknown persona {name!r}")
         channels[channel] = name.lower()
-    return Catalog(named, channels)
+    default_prompts = parse_prompts(data.get("suggested_prompts", []), "[[suggested_prompts]]")
+    return Catalog(named, channels, prompts, default_prompts)
+
+
+def parse_prompts(raw: Any, where: str) -> tuple[SuggestedPrompt, ...]:
+    """An array of `{title, message}` tables, as many as Slack shows at most."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise PersonaError(f"{where} must be an array of tables with a title and a message")
+    if len(raw) > MAX_SUGGESTED_PROMPTS:
+        raise PersonaError(f"{where} has {len(raw)} prompts; Slack shows at most {MAX_SUGGESTED_PROMPTS}")
+    prompts = []
+    for number, item in enumerate(raw, 1):
+        unknown = sorted(set(item) - {"title", "message"})
+        if unknown:
+            raise PersonaError(f"{where} prompt {number}: unknown key(s) {', '.join(unknown)}")
+        title, message = item.get("title"), item.get("message")
+        if not isinstance(title, str) or not title.strip() or not isinstance(message, str) or not message.strip():
+            raise PersonaError(f"{where} prompt {number} needs a non-empty title and message")
+        prompts.append(SuggestedPrompt(title.strip(), message.strip()))
+    return tuple(prompts)
 
 
 def persona_from_table(name: str, table: dict[str, Any]) -> Persona:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.conversation import Conversations
-from bot.listeners import commands, events
+from bot.listeners import commands, events, home
 
 
 def register_listeners(app: AsyncApp, conversations: Conversations) -> None:
     events.register(app, conversations)
     commands.register(app, conversations)
+    home.register(app, conversations)

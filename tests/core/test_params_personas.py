@@ -5,7 +5,15 @@ from typing import Any
 import pytest
 
 from bot.core.params import ModelParams, ParamError, parse_stop, request_body
-from bot.core.personas import Persona, PersonaError, parse_catalog, parse_persona_command
+from bot.core.personas import (
+    DEFAULT_PROMPTS,
+    MAX_SUGGESTED_PROMPTS,
+    Persona,
+    PersonaError,
+    SuggestedPrompt,
+    parse_catalog,
+    parse_persona_command,
+)
 
 
 def test_request_body_carries_only_fields_the_api_accepts() -> None:
@@ -92,10 +100,47 @@ def test_parse_catalog() -> None:
     assert catalog.channels == {"C1": "support"}
 
 
+def test_suggested_prompts_per_persona_then_the_files_default_then_built_in() -> None:
+    catalog = parse_catalog(
+        {
+            "suggested_prompts": [{"title": "Plan", "message": " Plan my week. "}],
+            "personas": {
+                "Support": {
+                    "system_prompt": "Be patient.",
+                    "suggested_prompts": [{"title": "Reply", "message": "Help me reply to a customer."}],
+                },
+                "plain": {"system_prompt": "Be plain."},
+            },
+        }
+    )
+    assert catalog.named["support"] == Persona("Be patient.", name="support")  # prompts stay out of the persona
+    assert catalog.prompts_for("support") == (SuggestedPrompt("Reply", "Help me reply to a customer."),)
+    assert catalog.prompts_for("plain") == (SuggestedPrompt("Plan", "Plan my week."),)
+    assert catalog.prompts_for(None) == (SuggestedPrompt("Plan", "Plan my week."),)
+    assert parse_catalog({}).prompts_for("anyone") == DEFAULT_PROMPTS
+    assert 1 <= len(DEFAULT_PROMPTS) <= MAX_SUGGESTED_PROMPTS
+
+
+PROMPT = {"title": "t", "message": "m"}
+
+
 @pytest.mark.parametrize(
     "data,fragment",
     [
         ({"personas": {"a": {"temperature": 0.1}}}, "system_prompt"),
+        ({"suggested_prompts": [PROMPT] * 5}, r"\[\[suggested_prompts\]\] has 5 prompts; Slack shows at most 4"),
+        ({"suggested_prompts": {"title": "t"}}, r"\[\[suggested_prompts\]\] must be an array of tables"),
+        ({"suggested_prompts": [{"title": " ", "message": "m"}]}, "prompt 1 needs a non-empty title and message"),
+        ({"suggested_prompts": [PROMPT, {"title": "t"}]}, "prompt 2 needs a non-empty title and message"),
+        ({"suggested_prompts": [{**PROMPT, "icon": "x"}]}, "unknown key"),
+        (
+            {"personas": {"Support": {"system_prompt": "x", "suggested_prompts": [PROMPT] * 5}}},
+            r"\[\[personas\.support\.suggested_prompts\]\] has 5 prompts",
+        ),
+        (
+            {"personas": {"support": {"system_prompt": "x", "suggested_prompts": [{"title": "t", "message": ""}]}}},
+            r"\[\[personas\.support\.suggested_prompts\]\] prompt 1 needs",
+        ),
         ({"personas": {"a": {"system_prompt": "x", "temperature": 9}}}, "temperature"),
         ({"personas": {"a": {"system_prompt": "x", "seed": 1}}}, "seed"),
         ({"channels": {"C1": "missing"}}, "unknown persona"),
