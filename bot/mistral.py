@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from bot.core.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
-from bot.core.sse import DONE, Delta, Finish, SSEParser, parse_chunk
+from bot.core.sse import DONE, Delta, Finish, SSEParser, read_chunk
 from bot.paced_http import PacedTransport
 
 log = logging.getLogger(__name__)
@@ -233,15 +233,12 @@ def _read_events(parser: SSEParser, piece: bytes) -> tuple[str, Finish | None, b
     text: list[str] = []
     finish: Finish | None = None
     for data in parser.feed_bytes(piece):
-        if data.strip() == DONE:
+        if data == DONE or (len(data) < 16 and data.strip() == DONE):
             return "".join(text), finish, True
         try:
-            items = parse_chunk(data)
-        except (ValueError, TypeError) as exc:
+            added, ended = read_chunk(data)
+        except (ValueError, TypeError, AttributeError) as exc:
             raise ModelError(ErrorKind.INTERRUPTED, f"malformed chunk: {exc}") from exc
-        for item in items:
-            if isinstance(item, Delta):
-                text.append(item.text)
-            else:
-                finish = item
+        text.append(added)
+        finish = ended or finish
     return "".join(text), finish, False

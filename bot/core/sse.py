@@ -34,9 +34,26 @@ class SSEParser:
         self._partial = b""  # the start of a line whose end has not arrived yet
 
     def feed_bytes(self, piece: bytes) -> list[str]:
-        """Feed raw bytes as they arrive (any split, even inside a character); returns completed events."""
-        lines = (self._partial + piece).split(b"\n")
-        self._partial = lines.pop()  # a "\n" never occurs inside a UTF-8 character, so this is a safe cut
+        """Feed raw bytes as they arrive (any split, even inside a character); returns completed events.
+
+        A model's stream is hundreds of one-line events (`data: {...}` and a blank line): those are cut out
+        whole, without a pass per line. Anything else (comments, several lines, CR line ends) goes by line.
+        """
+        buf = self._partial + piece
+        if b"\r" in buf or self._data:  # CR line ends, or an event the line path left open
+            lines = buf.split(b"\n")
+            self._partial = lines.pop()  # the start of a line whose end has not arrived yet
+            return self._feed_lines(lines)
+        *blocks, self._partial = buf.split(b"\n\n")  # "\n" never occurs inside a UTF-8 character
+        events = []
+        for block in blocks:
+            if not self._data and block.startswith(b"data: ") and b"\n" not in block:
+                events.append(block[6:].decode("utf-8", "replace"))
+            else:
+                events.extend(self._feed_lines([*block.split(b"\n"), b""]))
+        return events
+
+    def _feed_lines(self, lines: list[bytes]) -> list[str]:
         events = []
         for line in lines:
             data = self.feed(line.decode("utf-8", "replace"))
@@ -61,28 +78,31 @@ class SSEParser:
 
 def parse_chunk(data: str) -> list[Delta | Finish]:
     """One `data:` payload → the text it adds and, on the last chunk, how the answer finished."""
+    text, finish = read_chunk(data)
+    out: list[Delta | Finish] = [Delta(text)] if text else []
+    return [*out, finish] if finish is not None else out
+
+
+def read_chunk(data: str) -> tuple[str, Finish | None]:
+    """One `data:` payload → (the text it adds, how the answer finished if this is the last chunk)."""
     payload = json.loads(data)
     if not isinstance(payload, dict):
         raise ValueError("chunk is not a JSON object")
-    out: list[Delta | Finish] = []
     choices = payload.get("choices") or []
     choice: dict[str, Any] = choices[0] if choices and isinstance(choices[0], dict) else {}
     delta = choice.get("delta") or {}
-    text = content_text(delta.get("content"))
-    if text:
-        out.append(Delta(text))
+    content = delta.get("content")
+    text = content if isinstance(content, str) else content_text(content)
     reason = choice.get("finish_reason")
-    if reason:
-        usage = payload.get("usage") or {}
-        out.append(
-            Finish(
-                reason=str(reason),
-                prompt_tokens=usage.get("prompt_tokens"),
-                completion_tokens=usage.get("completion_tokens"),
-                total_tokens=usage.get("total_tokens"),
-            )
-        )
-    return out
+    if not reason:
+        return text, None
+    usage = payload.get("usage") or {}
+    return text, Finish(
+        reason=str(reason),
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+    )
 
 
 def content_text(content: Any) -> str:

@@ -207,8 +207,8 @@ class SQLiteStore:
             return cursor.rowcount
 
     async def _rows(self, sql: str, args: Iterable[object] = ()) -> list[aiosqlite.Row]:
-        async with self._db.execute(sql, tuple(args)) as cursor:
-            return list(await cursor.fetchall())
+        # One trip to SQLite's thread (a cursor's execute, fetch and close would be three).
+        return list(await self._db.execute_fetchall(sql, tuple(args)))
 
     # conversations -----------------------------------------------------------------------------
 

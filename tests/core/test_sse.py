@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bot.core.sse import Delta, Finish, SSEParser, parse_chunk
+from bot.core.sse import Delta, Finish, SSEParser, parse_chunk, read_chunk
 
 STREAM = (
     b'data: {"id":"1","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],'
@@ -61,3 +64,32 @@ def test_bytes_cut_anywhere_give_the_same_events(cut: int) -> None:
     for start in range(0, len(stream), cut):
         events.extend(parser.feed_bytes(stream[start : start + cut]))
     assert events == ['{"a": "ü🧀"}', "[DONE]"]
+
+
+MIXED = (
+    b'data: {"n": 1}\n\n'
+    b": keep-alive\n\n"
+    b'data: {"n":\ndata: 2}\n\n'  # one event over two data lines
+    b"event: ping\ndata: 3\n\n"
+    b'data: {"n": 4}\r\n\r\n'  # CRLF line ends
+    b'data:{"n": 5}\n\n'  # no space after the colon
+    b"data: [DONE]\n\n"
+)
+MIXED_EVENTS = ['{"n": 1}', '{"n":\n2}', "3", '{"n": 4}', '{"n": 5}', "[DONE]"]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(MIXED)), max_size=12))
+def test_any_split_of_a_mixed_stream_gives_its_events(cuts: list[int]) -> None:
+    # The one-line fast path and the line-by-line path must hand over state wherever a read ends.
+    bounds = [0, *sorted(cuts), len(MIXED)]
+    parser = SSEParser()
+    events = []
+    for start, end in itertools.pairwise(bounds):
+        events.extend(parser.feed_bytes(MIXED[start:end]))
+    assert events == MIXED_EVENTS
+
+
+def test_read_chunk_gives_text_and_finish_in_one_pass() -> None:
+    assert read_chunk('{"choices":[{"delta":{"content":"hi"}}]}') == ("hi", None)
+    text, finish = read_chunk('{"choices":[{"delta":{"content":""},"finish_reason":"length"}],"usage":{}}')
+    assert (text, finish) == ("", Finish("length"))
