@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from bot.agent_view import set_thread_title
+from bot.answer import Answer, Stopped
 from bot.core.backfill import earlier_messages
 from bot.core.history import Prompt
 from bot.core.params import ModelParams, request_body
@@ -24,11 +26,23 @@ from bot.core.prompt import ThreadMessage, draft_prompt, names_to_look_up
 from bot.core.routing import Action, Incoming, classify_event
 from bot.core.slack_text import strip_leading_mention
 from bot.core.sse import Delta, Finish
-from bot.mistral import ErrorKind, ModelError, RetryHook
-from bot.notes import CANNOT_POST, HELP, LENGTH_NOTE, NOTES, SHUTDOWN_NOTE, TRUNCATED_NOTE, TRY_AGAIN, UNEXPECTED_NOTE
+from bot.mistral import ErrorKind, ModelError
+from bot.notes import (
+    CANNOT_POST,
+    HELP,
+    LENGTH_NOTE,
+    NOTES,
+    RETRYABLE,
+    SHUTDOWN_NOTE,
+    TRUNCATED_NOTE,
+    TRY_AGAIN,
+    UNEXPECTED_NOTE,
+    stopped_by,
+)
 from bot.personas import Personas
+from bot.ports import Model, SlackOut, WriterFactory
 from bot.slack.api import RateLimited, SlackCallError
-from bot.slack.writers import Writer, with_notes
+from bot.slack.writers import AnswerStopped, with_notes
 from bot.storage import NewMessage, Status, Store, ThreadKey, Turn, Usage
 from bot.tokens import TokenCounter
 from bot.users import UserDirectory
@@ -41,71 +55,10 @@ RECENT_CLAIMS = 10_000
 NOTE_TIMEOUT = 15.0
 
 
-class _Answer:
-    """One answer in the making: what the model said (for the history) and the writer that shows it."""
-
-    def __init__(self, turn: Turn, writer: Writer, store: Store) -> None:
-        self.turn = turn
-        self.writer = writer
-        self.text = ""
-        self._store = store
-
-    def add(self, text: str) -> None:
-        self.writer.append(text)  # raises when Slack broke the writer: that text was never shown
-        self.text += text
-
-    @property
-    def unfinished_status(self) -> Status:
-        return Status.PARTIAL if self.text else Status.FAILED
-
-    async def save(self, status: Status, **extra: Any) -> None:
-        await self._store.save_answer(
-            self.turn.answer_id, text=self.text, status=status, slack_parts=self.writer.parts, **extra
-        )
-
-    async def progress(self) -> None:
-        """After each Slack update: the store holds at least what people can see."""
-        await self.save(Status.STREAMING)
-
-
 @dataclass(frozen=True)
 class Identity:
     bot_user_id: str
     bot_name: str = "assistant"
-
-
-class Model(Protocol):
-    """The model API, as a turn uses it (`bot.mistral.MistralClient`)."""
-
-    def stream(self, body: dict[str, Any], on_retry: RetryHook | None = None) -> AsyncIterator[Delta | Finish]: ...
-
-    async def context_length(self, model: str) -> int: ...
-
-
-class SlackOut(Protocol):
-    """Slack's Web API, as a turn uses it (`bot.slack.api.SlackApi`)."""
-
-    async def call(self, team_id: str, method: str, **kwargs: Any) -> dict[str, Any]: ...
-
-    async def post(
-        self, team_id: str, channel: str, text: str, *, thread_ts: str | None = None, **extra: Any
-    ) -> dict[str, Any]: ...
-
-    async def update(self, team_id: str, channel: str, ts: str, text: str) -> None: ...
-
-    async def ephemeral(
-        self, team_id: str, channel: str, user: str, text: str, thread_ts: str | None = None
-    ) -> bool: ...
-
-
-class WriterFactory(Protocol):
-    """Makes the writer that shows one answer (`bot.slack.writers.Writers`)."""
-
-    def new(self, team_id: str, channel: str, thread_ts: str, *, recipient_user_id: str) -> Writer: ...
-
-    async def close(self, grace: float) -> None:
-        """Let writers that still close streams finish for `grace` seconds, then cancel them."""
-        ...
 
 
 class Conversations:
@@ -135,6 +88,7 @@ class Conversations:
         self._tasks: set[asyncio.Task[None]] = set()
         # Messages this process claimed lately; the store's unique claim stays the authority (restarts, replicas).
         self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._answering: dict[int, Answer] = {}  # answers in flight, by answer id (what Stop finds)
         self.accepting = True
 
     # Slack in ----------------------------------------------------------------------------------------
@@ -174,8 +128,31 @@ class Conversations:
         if turn is None:
             log.debug("message %s in %s already claimed", message.ts, message.channel_id)
             return None
-        self.spawn(self._answer(turn, message, identity), f"turn-{message.ts}")
+        if turn.created_conversation and message.is_dm:
+            self.spawn(set_thread_title(self.out, key.team_id, key.channel_id, key.thread_ts, message.text), "title")
+        self.start_turn(turn, message, identity)
         return turn
+
+    def start_turn(
+        self, turn: Turn, message: Incoming, identity: Identity, *, reuse: Sequence[str] = (), backfill: bool = True
+    ) -> None:
+        """Answer a claimed turn in the background. `reuse`: the Slack messages of the answer it replaces
+        (Try again, Regenerate); `backfill`: read the thread from Slack when the bot is new to it."""
+        self.spawn(self._answer(turn, message, identity, reuse=reuse, backfill=backfill), f"turn-{message.ts}")
+
+    def answering(self, answer_id: int) -> tuple[Turn, str] | None:
+        """The turn and asker of an answer this process is writing now, or None."""
+        answer = self._answering.get(answer_id)
+        return (answer.turn, answer.asker) if answer is not None else None
+
+    def stop(self, answer_id: int, user_id: str) -> bool:
+        """Stop an answer this process is writing; False when it is not writing it (any more)."""
+        answer = self._answering.get(answer_id)
+        if answer is None or answer.stopped_by is not None or answer.streamed:
+            return False
+        log.info("%s stopped answer %d", user_id, answer_id)
+        answer.stop(user_id)
+        return True
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run `work` as a tracked task: shutdown waits for it, and nothing it raises is silently lost."""
@@ -204,11 +181,21 @@ class Conversations:
             else:
                 self._thread_locks[key] = (lock, users - 1)
 
-    async def _answer(self, turn: Turn, message: Incoming, identity: Identity) -> None:
+    async def _answer(
+        self, turn: Turn, message: Incoming, identity: Identity, *, reuse: Sequence[str], backfill: bool
+    ) -> None:
         key = turn.conversation.key
-        writer = self.writers.new(key.team_id, key.channel_id, key.thread_ts, recipient_user_id=message.user_id)
-        answer = _Answer(turn, writer, self.store)
+        writer = self.writers.new(
+            key.team_id,
+            key.channel_id,
+            key.thread_ts,
+            recipient_user_id=message.user_id,
+            answer_id=turn.answer_id,
+            reuse=reuse,
+        )
+        answer = Answer(turn, writer, self.store, message.user_id)
         writer.on_progress = answer.progress
+        self._answering[turn.answer_id] = answer
         try:
             async with self._thread_turn(key):
                 await writer.start()
@@ -218,17 +205,18 @@ class Conversations:
                     await writer.finish()
                     await answer.save(Status.COMPLETE)
                     return
-                if turn.created_conversation and message.in_thread:
+                if backfill and turn.created_conversation and message.in_thread:
                     await self._backfill(turn, message, identity)
                 params = self.personas.effective(turn.conversation.persona)
                 prompt = await self._prompt(turn, params, identity)
-                finish = await self._stream(prompt, params, answer)
+                finish = await self._stream_unless_stopped(prompt, params, answer)
                 notes = []
                 if prompt.truncated_question:
                     notes.append(TRUNCATED_NOTE)
-                if finish is not None and finish.reason in ("length", "model_length"):
+                cut_short = finish is not None and finish.reason in ("length", "model_length")
+                if cut_short:
                     notes.append(LENGTH_NOTE)
-                await writer.finish(notes)
+                await writer.finish(notes, retry=cut_short)
                 usage = _usage(finish)
                 await answer.save(Status.COMPLETE, finish_reason=finish.reason if finish else None, usage=usage)
                 if usage:
@@ -239,32 +227,40 @@ class Conversations:
                         usage.prompt_tokens,
                         usage.completion_tokens,
                     )
+        except (Stopped, AnswerStopped) as exc:
+            if isinstance(exc, AnswerStopped):
+                answer.keep_shown()  # Slack's own stop control: Slack shows what it had, and says who did nothing
+            who = answer.stopped_by
+            name = await self.users.name(key.team_id, who) if who else None
+            await self._end_with_note(answer, stopped_by(name), retry=False)
         except ModelError as exc:
             log.warning("model error answering %s in %s: %s", message.ts, key.channel_id, exc)
-            await self._end_with_note(answer, NOTES[exc.kind])
+            await self._end_with_note(answer, NOTES[exc.kind], retry=exc.kind in RETRYABLE)
         except SlackCallError as exc:
             await writer.abort()
             await answer.save(answer.unfinished_status)
             await self._undeliverable(exc, message)
         except asyncio.CancelledError:
-            await asyncio.shield(self._end_with_note(answer, SHUTDOWN_NOTE))
+            await asyncio.shield(self._end_with_note(answer, SHUTDOWN_NOTE, retry=True))
             raise
         except Exception:
             log.exception("unexpected error answering %s in %s", message.ts, key.channel_id)
-            await self._end_with_note(answer, UNEXPECTED_NOTE)
+            await self._end_with_note(answer, UNEXPECTED_NOTE, retry=True)
+        finally:
+            self._answering.pop(turn.answer_id, None)
 
-    async def _end_with_note(self, answer: _Answer, note: str) -> None:
+    async def _end_with_note(self, answer: Answer, note: str, *, retry: bool) -> None:
         """Best effort: the thread shows the note and the store says partial/failed, whatever Slack does."""
         writer = answer.writer
         writer.on_progress = None  # the final status below must not be overwritten by a progress save
         key = answer.turn.conversation.key
         try:
-            if writer.parts:
+            if writer.started:
                 async with asyncio.timeout(NOTE_TIMEOUT):
-                    await writer.finish([note])
-            else:  # stopped before the placeholder was posted
+                    await writer.finish([note], retry=retry)
+            else:  # stopped before the first sign of life
                 await self.out.post(key.team_id, key.channel_id, with_notes("", [note]), thread_ts=key.thread_ts)
-        except (SlackCallError, RateLimited, TimeoutError) as exc:
+        except (SlackCallError, RateLimited, TimeoutError, AnswerStopped) as exc:
             log.warning("could not show the failure note: %r", exc)
             await writer.abort()
         finally:
@@ -285,11 +281,28 @@ class Conversations:
                 log.warning("could not post the failure note either: %s", post_exc)
         await self.out.ephemeral(message.team_id, message.channel_id, message.user_id, text, message.thread_ts)
 
-    async def _stream(self, prompt: Prompt, params: ModelParams, answer: _Answer) -> Finish | None:
+    async def _stream_unless_stopped(self, prompt: Prompt, params: ModelParams, answer: Answer) -> Finish | None:
+        """The model stream as a task of its own, which Stop cancels without cancelling the turn."""
+        if answer.stopped_by is not None:
+            raise Stopped  # pressed before the stream began
+        answer.stream = asyncio.ensure_future(self._stream(prompt, params, answer))
+        try:
+            return await answer.stream
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if answer.stopped_by is not None and not (task is not None and task.cancelling()):
+                raise Stopped from None
+            raise  # the turn itself is cancelled (shutdown): the stream went with it
+        finally:
+            answer.stream = None
+            answer.streamed = True
+
+    async def _stream(self, prompt: Prompt, params: ModelParams, answer: Answer) -> Finish | None:
         body = request_body(params, prompt.messages)
         prefixed = PrefixedAnswer(params.prefix)
         if params.json_answers:
             answer.writer.append("```\n")  # shown as a code block; stored as the bare JSON
+            answer.shown_from = len("```\n")
         finish: Finish | None = None
 
         async def on_retry(exc: ModelError, attempt: int, delay: float) -> None:

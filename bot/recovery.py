@@ -4,21 +4,29 @@ store, so no thread is left on a half-written message."""
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from bot.core.splitting import split_all
 from bot.notes import RESTART_NOTE
 from bot.slack.api import RateLimited, SlackCallError
+from bot.slack.blocks import fallback_text, final_controls, message_blocks, section
 from bot.slack.writers import with_notes
-from bot.storage import Status, Store, ThreadKey
+from bot.storage import Status, Store, ThreadKey, UnfinishedAnswer
 
 log = logging.getLogger(__name__)
 
 
 class SlackOut(Protocol):
-    async def post(self, team_id: str, channel: str, text: str, *, thread_ts: str | None = None) -> object: ...
+    async def call(self, team_id: str, method: str, **kwargs: Any) -> dict[str, Any]: ...
 
-    async def update(self, team_id: str, channel: str, ts: str, text: str) -> None: ...
+    async def post(
+        self, team_id: str, channel: str, text: str, *, thread_ts: str | None = None, **extra: Any
+    ) -> object: ...
+
+    async def update(
+        self, team_id: str, channel: str, ts: str, text: str, *, blocks: Sequence[dict[str, Any]] = ()
+    ) -> None: ...
 
 
 async def recover(store: Store, out: SlackOut) -> int:
@@ -28,7 +36,7 @@ async def recover(store: Store, out: SlackOut) -> int:
         status = Status.PARTIAL if item.text else Status.FAILED
         await store.save_answer(item.answer_id, text=item.text, status=status, slack_parts=item.slack_parts)
         try:
-            await _show_interrupted(out, item.key, item.text, item.slack_parts)
+            await _show_interrupted(out, item)
         except (SlackCallError, RateLimited) as exc:
             log.warning("could not mark interrupted answer %d in Slack: %s", item.answer_id, exc)
     if unfinished:
@@ -36,11 +44,28 @@ async def recover(store: Store, out: SlackOut) -> int:
     return len(unfinished)
 
 
-async def _show_interrupted(out: SlackOut, key: ThreadKey, text: str, parts: list[str]) -> None:
-    rendered = split_all(with_notes(text, [RESTART_NOTE]))
+async def _show_interrupted(out: SlackOut, item: UnfinishedAnswer) -> None:
+    """The note (and its Try again button) under the text the answer had; its other messages as they were."""
+    key, parts = item.key, item.slack_parts
+    rendered = split_all(with_notes(item.text, [RESTART_NOTE]))
+    controls = final_controls(item.answer_id, answered=bool(item.text), retry=True)
     for i, part in enumerate(rendered):
+        last = i == len(rendered) - 1
+        blocks = message_blocks(part.text, controls) if last else [section(part.text)]
         if i < len(parts):
-            if i == len(parts) - 1 or i == len(rendered) - 1:
-                await out.update(key.team_id, key.channel_id, parts[i], part.text)
+            if i == len(parts) - 1 or last:
+                await _update(out, key, parts[i], fallback_text(part.text), blocks)
         else:
-            await out.post(key.team_id, key.channel_id, part.text, thread_ts=key.thread_ts)
+            text = fallback_text(part.text)
+            await out.post(key.team_id, key.channel_id, text, thread_ts=key.thread_ts, blocks=blocks)
+
+
+async def _update(out: SlackOut, key: ThreadKey, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+    try:
+        await out.update(key.team_id, key.channel_id, ts, text, blocks=blocks)
+    except SlackCallError as exc:
+        if exc.error != "streaming_state_conflict":
+            raise
+        # A native stream the last process left open: Slack edits it only once it is stopped.
+        await out.call(key.team_id, "chat.stopStream", channel=key.channel_id, ts=ts)
+        await out.update(key.team_id, key.channel_id, ts, text, blocks=blocks)

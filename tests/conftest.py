@@ -119,6 +119,15 @@ class Harness:
             status, _ = await self.slack.deliver_http(self.events_url, event, retry_num=retry or None)
             assert status == 200, status
 
+    async def interact(self, payload: dict[str, Any]) -> None:
+        """Deliver a block action or a shortcut, as Slack does in this harness's mode; it must be acknowledged."""
+        if self.mode == "socket":
+            ack = await self.slack.deliver_interactive_socket(payload)
+            assert "envelope_id" in ack
+        else:
+            status, _ = await self.slack.deliver_interactive_http(self.events_url, payload)
+            assert status == 200, status
+
     async def command(self, command: str, text: str, *, user: str, channel: str) -> dict[str, Any]:
         """Run a slash command; returns the ack's payload (what the person sees at once)."""
         payload = self.slack.command(command, text, user=user, channel=channel)

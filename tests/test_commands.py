@@ -52,6 +52,7 @@ async def test_ask_posts_the_question_and_answers_in_its_thread(harness: Harness
     assert "<@U0ADA>" in question.text and "What is a monad?" in question.text
     replies = harness.slack.bot_replies(CHANNEL, question.ts)
     assert [r.text for r in replies] == ["You said: [Ada] What is a monad?"]
+    assert harness.slack.status_history(CHANNEL, question.ts)[0].at < replies[0].changed_at[0]  # loading state first
     # Replies in that thread continue the conversation like any other thread.
     follow = harness.slack.user_message(CHANNEL, "U0BOB", "simpler please", thread_ts=question.ts)
     await harness.deliver(follow)

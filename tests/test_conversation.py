@@ -66,12 +66,19 @@ class FakeWriter:
     notes: Sequence[str] | None = None
     aborted: bool = False
     on_progress: Any = None
+    started: bool = False
+    retry: bool | None = None  # whether the final controls offer Try again
 
     @property
     def parts(self) -> list[str]:
         return ["1700000099.000100"]
 
+    @property
+    def raw(self) -> str:
+        return self.text
+
     async def start(self, status: str = "") -> None:
+        self.started = True
         self.statuses.append(status)
 
     def set_status(self, status: str) -> None:
@@ -82,10 +89,11 @@ class FakeWriter:
             raise self.fail_on_append
         self.text += text
 
-    async def finish(self, notes: Sequence[str] = ()) -> None:
+    async def finish(self, notes: Sequence[str] = (), *, retry: bool = False) -> None:
         if self.fail_on_finish is not None:
             raise self.fail_on_finish
         self.notes = notes
+        self.retry = retry
 
     async def abort(self) -> None:
         self.aborted = True
@@ -96,7 +104,16 @@ class FakeWriters:
         self.made: list[FakeWriter] = []
         self.template = FakeWriter()
 
-    def new(self, team_id: str, channel: str, thread_ts: str, *, recipient_user_id: str) -> FakeWriter:
+    def new(
+        self,
+        team_id: str,
+        channel: str,
+        thread_ts: str,
+        *,
+        recipient_user_id: str,
+        answer_id: int = 0,
+        reuse: Sequence[str] = (),
+    ) -> FakeWriter:
         writer = FakeWriter(self.template.fail_on_append, self.template.fail_on_finish)
         self.made.append(writer)
         return writer

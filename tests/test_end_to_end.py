@@ -28,8 +28,9 @@ async def test_mention_gets_a_streamed_answer_in_its_thread(harness: Harness) ->
     replies = harness.slack.bot_replies(CHANNEL, event["ts"])
     assert [r.text for r in replies] == ["Brie is *soft* and `mild`."]
     assert replies[0].thread_ts == event["ts"]
-    # It filled in as the model streamed: a placeholder first, then growing text, then the whole answer.
-    assert replies[0].history[0] == "_Thinking…_"
+    # It filled in as the model streamed: a loading state first, then growing text, then the whole answer.
+    status = harness.slack.status_history(CHANNEL, event["ts"])[0]
+    assert status.text == "is thinking…" and status.at < replies[0].changed_at[0]
     assert len(replies[0].history) >= 2
     assert len(harness.mistral.chat_requests) == 1
     sent = harness.mistral.chat_requests[0]["messages"]
@@ -86,7 +87,12 @@ async def test_direct_messages_are_answered_in_their_thread_and_continue_there(h
     first = harness.slack.user_message(dm, "U0ADA", "hello there", channel_type="im")
     await harness.deliver(first)
     await harness.settle()
-    assert [r.text for r in harness.slack.bot_replies(dm, first["ts"])] == ["You said: [Ada] hello there"]
+    [answer] = harness.slack.bot_replies(dm, first["ts"])
+    assert answer.text == "You said: [Ada] hello there"
+    # The loading state came first, and the new DM thread got a title from its question (no model call).
+    assert harness.slack.status_history(dm, first["ts"])[0].at < answer.changed_at[0]
+    assert harness.slack.title_of(dm, first["ts"]) == "hello there"
+    assert len(harness.mistral.chat_requests) == 1
     reply = harness.slack.user_message(dm, "U0ADA", "and again", thread_ts=first["ts"], channel_type="im")
     await harness.deliver(reply)
     await harness.settle()

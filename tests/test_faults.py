@@ -15,6 +15,7 @@ import pytest
 from bot.core.mrkdwn import to_mrkdwn
 from bot.mistral import ErrorKind
 from bot.notes import HELP, NOTES, RESTART_NOTE, SHUTDOWN_NOTE, TRUNCATED_NOTE
+from bot.slack.blocks import RETRY_ACTION
 from tests.conftest import Harness, until
 from tests.fakes.mistral import Script
 from tests.fakes.slack import BOT_USER
@@ -57,8 +58,8 @@ async def test_a_429_is_retried_after_retry_after_while_the_thread_says_so(http_
     assert await answer_of(h, event) == "You said: [Ada] patience"
     assert len(h.mistral.requests) == 2
     assert h.mistral.request_times[1] - h.mistral.request_times[0] >= 0.9  # Retry-After honoured
-    history = h.slack.bot_replies(CHANNEL, event["ts"])[0].history
-    assert any("trying again" in text for text in history)  # not a frozen placeholder
+    statuses_shown = h.slack.status_history(CHANNEL, event["ts"])
+    assert any("trying again" in s.text for s in statuses_shown)  # the loading state says so, not frozen
     assert (await statuses(h))[-1][0] == "complete"
 
 
@@ -228,7 +229,9 @@ async def test_a_locked_thread_is_logged_and_the_asker_told_privately(http_harne
     await answer_of(h, event)
     assert h.slack.ephemerals and "locked" in h.slack.ephemerals[0]["text"]
     assert h.slack.ephemerals[0]["user"] == "U0ADA"
-    assert (await statuses(h))[-1] == ("failed", "")
+    # The loading state came first, so the text reached the writer before its first post was refused.
+    assert (await statuses(h))[-1][0] in ("failed", "partial")
+    assert h.slack.status_of(CHANNEL, event["ts"]) == ""  # the loading state does not linger
     await still_serving(h)
 
 
@@ -363,6 +366,15 @@ async def test_a_hard_kill_mid_answer_is_marked_at_the_next_start(http_harness: 
     reply = h.slack.bot_replies(CHANNEL, event["ts"])[0]
     assert reply.text.startswith("Started to answer") and RESTART_NOTE in reply.text
     assert (await statuses(h))[-1] == ("partial", "Started to answer")
+    # The note's Try again button runs the interrupted turn again, in the same message.
+    [retry] = [e for b in reply.blocks for e in b.get("elements", []) if e.get("action_id") == RETRY_ACTION]
+    h.mistral.queue(Script(chunks=["A whole ", "answer."]))
+    click = h.slack.block_action(event["user"], CHANNEL, reply.ts, reply.thread_ts, RETRY_ACTION, retry["value"])
+    await h.interact(click)
+    await h.settle()
+    assert [r.ts for r in h.slack.bot_replies(CHANNEL, event["ts"])] == [reply.ts]
+    assert reply.blocks_text() == "A whole answer."
+    assert (await statuses(h))[-1] == ("complete", "A whole answer.")
     await still_serving(h)
 
 

@@ -71,17 +71,17 @@ async def test_an_expired_stream_continues_in_a_new_message_with_nothing_lost(ht
     assert any(c.error == "message_not_in_streaming_state" for c in h.slack.calls)
 
 
-async def test_a_retry_before_the_first_token_shows_in_a_placeholder(http_harness: Harness) -> None:
+async def test_a_retry_before_the_first_token_shows_in_the_loading_state(http_harness: Harness) -> None:
     h = http_harness
     await h.start(SLACK_STREAMING="native")
     h.mistral.queue(Script(status=503, headers={"Retry-After": "0.3"}))
     event = ask(h, "busy?")
     await h.deliver(h.slack.as_mention(event))
     await h.settle()
-    [reply] = h.slack.bot_replies(CHANNEL, event["ts"])  # the empty stream was removed
-    assert reply.text == "You said: [Ada] busy?"
-    assert any("trying again" in text for text in reply.history)
-    assert h.slack.calls_to("chat.delete")
+    [reply] = h.slack.bot_replies(CHANNEL, event["ts"])  # no placeholder, no empty stream: a loading state
+    assert reply.text == "You said: [Ada] busy?" and reply.stream_started
+    assert any("trying again" in s.text for s in h.slack.status_history(CHANNEL, event["ts"]))
+    assert not h.slack.calls_to("chat.delete")
 
 
 async def test_auto_uses_updates_once_the_stream_budget_is_spent(http_harness: Harness) -> None:

@@ -36,7 +36,11 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "chat.postEphemeral": Limit(100, 60.0),  # Tier 4
     "conversations.replies": Limit(50, 60.0),  # Tier 3 (far less for unlisted apps; 429s teach us)
     "users.info": Limit(100, 60.0),  # Tier 4
-    "assistant.threads.setStatus": Limit(50, 60.0),
+    # Slack documents only a "special", generous limit. Taken as Tier 4: an answer calls it once or twice (its
+    # loading state, a retry's status, a clear), so this serves more new answers a minute than
+    # chat.startStream (Tier 2) does; a 429 teaches a lower one, and a first sign of life that would wait
+    # for it shows a placeholder instead.
+    "assistant.threads.setStatus": Limit(100, 60.0),
     "chat.startStream": Limit(20, 60.0),  # Tier 2
     "chat.appendStream": Limit(100, 60.0),  # Tier 4
     "chat.stopStream": Limit(20, 60.0),  # Tier 2

@@ -13,9 +13,13 @@ from dataclasses import dataclass
 
 from bot.core.mrkdwn import to_mrkdwn
 
-# chat.update refuses texts of about 4,000 characters with msg_too_long; stay well below, leaving room for
-# a closing note ("interrupted", "hit the length limit").
-MESSAGE_LIMIT = 3_500
+# Where a chat.update message is cut. Each carries its text in a section block (its controls need blocks, and
+# Slack then shows the blocks, not `text`), and a section's text must be under 3,001 characters: one section
+# per message, cut a little below that (the cursor that follows the text while it is written fits too).
+# One section, not several: each section renders its mrkdwn alone, so a code block split across two would
+# show broken, and a message is cut at a good boundary anyway. (chat.update's own msg_too_long comes at about
+# 4,000.) Notes are part of the text that is cut, so they fit too.
+MESSAGE_LIMIT = 2_900
 # A natively streamed message holds at most 12,000 characters of Markdown in all. Past the soft limit it
 # ends at the next good boundary; it never grows past the hard one (room for a closing code fence).
 STREAM_SOFT_LIMIT = 9_000

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -146,8 +146,12 @@ class SlackApi:
             **extra,
         )
 
-    async def update(self, team_id: str, channel: str, ts: str, text: str) -> None:
-        await self.call(team_id, "chat.update", channel=channel, ts=ts, text=text)
+    async def update(
+        self, team_id: str, channel: str, ts: str, text: str, *, blocks: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """chat.update; `blocks` always sent, since Slack keeps a message's blocks when they are left out, and
+        shows them rather than `text` (no blocks: the answer's old text and controls give way to `text`)."""
+        await self.call(team_id, "chat.update", channel=channel, ts=ts, text=text, blocks=list(blocks))
 
     async def delete(self, team_id: str, channel: str, ts: str) -> bool:
         """Remove one of the bot's messages; False (logged) when Slack would not."""

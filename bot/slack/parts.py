@@ -1,10 +1,14 @@
-"""The Slack messages an answer is written into, one class for each way Slack offers.
+"""The Slack messages an answer is written into, one class for each way Slack offers, and what they share.
 
-`UpdatedMessage` is a posted message edited with chat.update (Tier 3); `StreamedMessage` is Slack's native
-stream (chat.startStream, appendStream at Tier 4, stopStream). Both show the answer's text from their
-`start` on, say where they must end (`cut`), show more of it (`show`) and end for good (`close`); the writer
-loop in `bot.slack.writers` drives them alike, so they differ only where Slack does. A stream ends before it
-holds 12,000 characters of Markdown in all, and before Slack expires it (about five minutes after its start).
+`UpdatedMessage` (here) is a posted message edited with chat.update (Tier 3); `StreamedMessage`
+(`bot.slack.streams`) is Slack's native stream (chat.startStream, appendStream at Tier 4, stopStream), and
+`StoppedStream` a stream a person stopped in Slack, finished with chat.update. All show the answer's text
+from their `start` on, say where they must end (`cut`), show more of it (`show`) and end for good (`close`);
+the writer loop in `bot.slack.answer_writer` drives them alike, so they differ only where Slack does.
+
+An edited message carries its text in a section block, under which go its controls (`bot.slack.blocks`): Stop
+while it is written, feedback and Regenerate (or Try again) once the answer is complete, none on the earlier
+messages of a long answer. A stream gets the final controls with its chat.stopStream.
 """
 
 from __future__ import annotations
@@ -14,39 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from bot.core.pacing import REPOST_AFTER, cheaper_to_repost
-from bot.core.splitting import (
-    ends_in_code,
-    render_part,
-    split_head,
-    stream_append_end,
-    stream_cut,
-    stream_rollover,
-)
-from bot.slack.api import RateLimited, SlackApi, SlackCallError
+from bot.core.splitting import render_part, split_head
+from bot.slack.api import SlackApi, SlackCallError
+from bot.slack.blocks import Block, message_blocks, writing_controls
 
 log = logging.getLogger(__name__)
 
 CURSOR = " ▍"
-# One append carries at most this much Markdown (Slack's limit is 12,000 characters a payload).
-APPEND_LIMIT = 11_000
-# Errors after which the rest of the answer goes out through chat.update instead of a native stream.
-NATIVE_REFUSALS = frozenset(
-    {
-        "channel_type_not_supported",
-        "message_not_in_streaming_state",
-        "method_deprecated",
-        "unknown_method",
-        "not_allowed_token_type",
-        "invalid_arguments",
-        "feature_not_enabled",
-        "msg_too_long",
-        "missing_scope",
-        "missing_recipient_user_id",
-        "missing_recipient_team_id",
-        "message_not_owned_by_app",
-        "invalid_chunks",
-    }
-)
 
 
 class SplitSmaller(Exception):
@@ -61,6 +39,7 @@ class Answer(Protocol):
     channel: str
     thread_ts: str
     recipient_user_id: str
+    answer_id: int  # the store's id, in every control's value
     status: str  # shown while no text has arrived
     limit: int  # chat.update's cut, lowered when Slack answers msg_too_long
     stream_max_age: float  # seconds after its start when a stream ends and a new one continues it
@@ -75,9 +54,17 @@ class Answer(Protocol):
 
     def hold_slot(self, method: str) -> None: ...
 
+    def final_controls(self) -> list[Block]:
+        """The controls under the complete answer (feedback, Regenerate or Try again)."""
+        ...
+
+    async def posted(self) -> None:
+        """A message of the answer was posted in the thread (the store learns its ts)."""
+        ...
+
 
 class Part(Protocol):
-    ts: str
+    ts: str  # "" until the message is posted
     start: int  # where in the answer's display text this message begins
     opens_in_code: bool  # it continues a code block cut at the end of the previous message
     streamed: bool
@@ -102,21 +89,33 @@ class Part(Protocol):
 
 
 class UpdatedMessage:
+    """A message edited with chat.update. Made unposted (`ts` ""), its first text is posted: one call, not a
+    placeholder and then an edit."""
+
     streamed = False
     method = "chat.update"
     count = "answers_in_flight"
 
-    def __init__(self, answer: Answer, ts: str, start: int, shown: str, opens_in_code: bool) -> None:
+    def __init__(self, answer: Answer, ts: str, start: int, opens_in_code: bool = False) -> None:
         self.answer = answer
         self.ts = ts
         self.start = start
-        self.shown = shown  # the text Slack shows
+        self.shown: tuple[str, list[Block]] | None = None  # the text and blocks Slack shows, when known
         self.opens_in_code = opens_in_code
 
     @classmethod
     async def post(cls, answer: Answer, start: int, body: str, opens_in_code: bool = False) -> UpdatedMessage:
-        data = await answer.api.post(answer.team_id, answer.channel, body, thread_ts=answer.thread_ts)
-        return cls(answer, str(data["ts"]), start, body, opens_in_code)
+        """A placeholder showing `body` (the status) with a Stop button, posted now."""
+        message = cls(answer, "", start, opens_in_code)
+        await message._edit(body, writing_controls(answer.answer_id), urgent=True, announce=False)
+        return message
+
+    @classmethod
+    async def reopen(cls, answer: Answer, ts: str) -> UpdatedMessage:
+        """An earlier answer's first message, re-written in place: the status and a Stop button, for now."""
+        message = cls(answer, ts, 0)
+        await message._edit(answer.status, writing_controls(answer.answer_id), urgent=True)
+        return message
 
     def cut(self, rest: str) -> tuple[int, int] | None:
         split = split_head(rest, limit=self.answer.limit, opens_in_code=self.opens_in_code)
@@ -128,38 +127,52 @@ class UpdatedMessage:
     async def show(self, rest: str, *, final: bool) -> None:
         body = render_part(rest, opens_in_code=self.opens_in_code).text.rstrip() or "…"
         if not final:
-            await self._edit(body + CURSOR if body != "…" else self.answer.status, urgent=False)
-        elif await self._final_slot(body):
-            await self._edit(body, urgent=True)
+            text = body + CURSOR if body != "…" else self.answer.status
+            # An unposted message's first text is news: it goes at once.
+            await self._edit(text, writing_controls(self.answer.answer_id), urgent=not self.ts)
+            return
+        controls = self.answer.final_controls()
+        if not self.ts or await self._final_slot((body, message_blocks(body, controls))):
+            await self._edit(body, controls, urgent=True)
         else:
-            await self._repost(body)
+            await self._repost(body, controls)
 
     async def close(self, head: str) -> None:
-        await self._edit(render_part(head, opens_in_code=self.opens_in_code).text, urgent=True)
+        await self._edit(render_part(head, opens_in_code=self.opens_in_code).text, [], urgent=True)
 
     async def end(self) -> None:
         return None  # an edited message needs nothing more
 
-    async def _edit(self, text: str, *, urgent: bool) -> None:
-        if self.shown == text:
+    async def _edit(self, text: str, controls: list[Block], *, urgent: bool, announce: bool = True) -> None:
+        """Show `text` (in a section) and `controls`: chat.update, or chat.postMessage while unposted."""
+        blocks = message_blocks(text, controls)
+        if self.shown == (text, blocks):
             return
+        a = self.answer
         try:
-            await self.answer.call("chat.update", urgent=urgent, channel=self.answer.channel, ts=self.ts, text=text)
+            if self.ts:
+                await a.call("chat.update", urgent=urgent, channel=a.channel, ts=self.ts, text=text, blocks=blocks)
+            else:
+                data = await a.api.post(a.team_id, a.channel, text, thread_ts=a.thread_ts, blocks=blocks)
+                self.ts = str(data["ts"])
+                self.shown = (text, blocks)
+                if announce:
+                    await a.posted()
         except SlackCallError as exc:
-            if exc.error == "msg_too_long" and self.answer.limit > 500:
+            if exc.error == "msg_too_long" and a.limit > 500:
                 # Slack's real limit is lower than ours for this text: cut smaller and start over.
-                self.answer.limit = int(self.answer.limit * 0.75)
-                log.warning("msg_too_long; splitting answers at %d characters", self.answer.limit)
+                a.limit = int(a.limit * 0.75)
+                log.warning("msg_too_long; splitting answers at %d characters", a.limit)
                 raise SplitSmaller from None
             raise
-        self.shown = text
+        self.shown = (text, blocks)
 
-    async def _final_slot(self, body: str) -> bool:
+    async def _final_slot(self, target: tuple[str, list[Block]]) -> bool:
         """Hold a chat.update slot for the final text (True), or decide that reposting is faster (False).
 
         Reconsidered every REPOST_AFTER seconds: other answers' finals may be queued ahead of this one.
         """
-        if self.answer.holds_slot("chat.update") or self.shown == body:
+        if self.answer.holds_slot("chat.update") or self.shown == target:
             return True
         pacer = self.answer.api.pacer(self.answer.team_id)
         waited = 0.0
@@ -176,107 +189,13 @@ class UpdatedMessage:
                 return True
             waited += REPOST_AFTER
 
-    async def _repost(self, body: str) -> None:
+    async def _repost(self, body: str, controls: list[Block]) -> None:
         """Post the final text as a new message, then remove the stale one it replaces."""
         a = self.answer
-        stale = self.ts
-        data = await a.api.post(a.team_id, a.channel, body, thread_ts=a.thread_ts)
-        self.ts, self.shown = str(data["ts"]), body
-        if a.on_progress is not None:
-            await a.on_progress()  # the store points at the new message before the old one goes
-        await a.api.delete(a.team_id, a.channel, stale)
-
-
-class StreamedMessage:
-    streamed = True
-    method = "chat.appendStream"
-    count = "native_in_flight"
-
-    def __init__(self, answer: Answer, ts: str, start: int, opens_in_code: bool, started: float) -> None:
-        self.answer = answer
-        self.ts = ts
-        self.start = start
-        self.opens_in_code = opens_in_code
-        self.started = started  # on the answer's clock, just before chat.startStream: Slack expires it from then
-        self.markdown = ""  # what Slack has been sent (a reopened code fence, then the answer's text)
-
-    @classmethod
-    async def open(cls, answer: Answer, start: int, opens_in_code: bool = False) -> StreamedMessage | str:
-        """Start a stream for the text from `start`; Slack's reason (an error code) when it will not."""
-        a = answer
-        pacer = a.api.pacer(a.team_id)
-        pacer.native_starting += 1
-        started = a.clock()
+        stale, self.ts, self.shown = self.ts, "", None
         try:
-            data = await a.api.call(
-                a.team_id,
-                "chat.startStream",
-                retry_rate_limited=False,
-                channel=a.channel,
-                thread_ts=a.thread_ts,
-                recipient_user_id=a.recipient_user_id,
-                recipient_team_id=a.team_id,
-            )
-        except RateLimited:
-            return "ratelimited"  # Tier 2 is smaller than we thought: chat.update now beats a stream in a minute
-        except SlackCallError as exc:
-            if exc.error not in NATIVE_REFUSALS and not exc.transient:
-                raise
-            return exc.error
+            await self._edit(body, controls, urgent=True)  # posted: the store points at it before the old one goes
         finally:
-            pacer.native_starting -= 1
-        return cls(a, str(data["ts"]), start, opens_in_code, started)
-
-    @property
-    def sent(self) -> int:
-        """Characters of the answer's text (from `start`) that Slack has."""
-        return max(len(self.markdown) - len(self._fence()), 0)
-
-    def cut(self, rest: str) -> tuple[int, int] | None:
-        age = self.answer.clock() - self.started
-        return stream_cut(rest, sent=self.sent) or stream_rollover(
-            rest, sent=self.sent, age=age, max_age=self.answer.stream_max_age
-        )
-
-    def next_opens_in_code(self, head: str) -> bool:
-        return ends_in_code(head, opens_in_code=self.opens_in_code)
-
-    async def show(self, rest: str, *, final: bool) -> None:
-        await self._append(rest, final=final)
-
-    async def end(self) -> None:
-        await self.stop()
-
-    async def close(self, head: str) -> None:
-        await self._append(head, final=True)
-        if self.next_opens_in_code(head):
-            await self.answer.call(
-                "chat.appendStream", urgent=True, channel=self.answer.channel, ts=self.ts, markdown_text="\n```"
-            )
-        await self.stop()
-
-    async def stop(self) -> None:
-        # The whole text is already visible: closing the stream may wait for the Tier 2 budget.
-        a = self.answer
-        try:
-            await a.api.call(a.team_id, "chat.stopStream", urgent=False, channel=a.channel, ts=self.ts)
-        except (SlackCallError, RateLimited) as exc:
-            log.info("could not stop the stream in %s (%s); Slack closes it after a while", a.channel, exc)
-
-    async def _append(self, rest: str, *, final: bool) -> None:
-        """Append what Slack lacks of `rest`: all of it when final, else one append's worth, in whole words."""
-        markdown = self._fence() + rest
-        while len(self.markdown) < len(markdown):
-            end = stream_append_end(markdown, sent=len(self.markdown), final=final, limit=APPEND_LIMIT)
-            if end <= len(self.markdown):
-                break  # the rest is a word still being written
-            chunk = markdown[len(self.markdown) : end]
-            await self.answer.call(
-                "chat.appendStream", urgent=final, channel=self.answer.channel, ts=self.ts, markdown_text=chunk
-            )
-            self.markdown += chunk
-            if not final:
-                break
-
-    def _fence(self) -> str:
-        return "```\n" if self.opens_in_code else ""
+            if not self.ts:
+                self.ts = stale  # not posted: the stale message is still the one to finish
+        await a.api.delete(a.team_id, a.channel, stale)

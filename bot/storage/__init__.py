@@ -2,6 +2,7 @@
 
 from bot.storage.base import (
     FEEDBACK_VALUES,
+    UNFINISHED,
     AnswerRef,
     ChannelUse,
     Conversation,
@@ -21,6 +22,7 @@ from bot.storage.sqlite import SQLiteStore
 
 __all__ = [
     "FEEDBACK_VALUES",
+    "UNFINISHED",
     "AnswerRef",
     "ChannelUse",
     "Conversation",

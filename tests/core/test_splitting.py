@@ -146,3 +146,15 @@ def test_whole_word_appends_and_rollovers_lose_and_split_nothing(chunk: int) -> 
             start, sent = start + cut[1], 0
     messages.append(text[start:])
     assert " ".join(messages).split() == text.split()
+
+
+def test_a_chat_update_part_and_its_cursor_fit_one_section_block() -> None:
+    """Every edited message carries its text in a section (under 3,001 characters), cursor included."""
+    from bot.core.splitting import MESSAGE_LIMIT
+    from bot.slack.blocks import SECTION_LIMIT
+    from bot.slack.parts import CURSOR
+
+    assert MESSAGE_LIMIT + len(CURSOR) <= SECTION_LIMIT
+    text = "intro\n```\n" + "\n".join(f"line {i} " + "x" * 40 for i in range(300)) + "\n```\n" + "word " * 2_000
+    parts = split_all(text)
+    assert len(parts) > 3 and all(len(p.text) <= MESSAGE_LIMIT for p in parts)

@@ -14,6 +14,7 @@ import socket
 import string
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,7 @@ class FakeMistral:
         self.hangs: list[asyncio.Event] = []
         self.models_requests = 0
         self.models_failures = 0  # answer this many `GET /v1/models` with a 503 before answering properly
+        self.abandoned = 0  # streams the client closed before their end: no more tokens were generated for them
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -263,6 +265,21 @@ class FakeMistral:
                 payload["usage"] = usage
             await response.write(f"data: {json.dumps(payload)}\n\n".encode())
 
+        try:
+            return await self._send_chunks(request, body, script, chunks, send, response)
+        except ConnectionError:  # the client went away mid-answer (aiohttp's reset errors are ConnectionErrors)
+            self.abandoned += 1
+            return response
+
+    async def _send_chunks(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        script: Script,
+        chunks: list[str],
+        send: Callable[..., Awaitable[None]],
+        response: web.StreamResponse,
+    ) -> web.StreamResponse:
         await send({"role": "assistant", "content": ""})
         for i, chunk in enumerate(chunks):
             if script.cut_after is not None and i == script.cut_after:

@@ -47,6 +47,16 @@ class Message:
     streaming: bool = False  # a native stream (chat.startStream) not yet stopped
     stream_started: float = 0.0
     changed_at: list[float] = field(default_factory=list)  # when each entry of `history` became visible
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # Block Kit; Slack shows these, not `text`
+
+    def blocks_text(self) -> str:
+        """The text of its section and markdown blocks (what a person reads when it has blocks), else `text`."""
+        texts = [b["text"]["text"] if b["type"] == "section" else b["text"] for b in self.blocks if _has_text(b)]
+        return "\n".join(texts) if texts else self.text
+
+    def actions(self) -> list[str]:
+        """The action_ids of its controls (buttons and feedback buttons), in order."""
+        return [e.get("action_id", "") for b in self.blocks for e in b.get("elements", []) if "action_id" in e]
 
     def live_stream(self, ttl: float) -> bool:
         """Still streaming: started, not stopped, and younger than `ttl` (Slack ends streams after ~5 min)."""
@@ -56,6 +66,36 @@ class Message:
         self.text = text
         self.history.append(text)
         self.changed_at.append(time.monotonic())
+
+
+def _has_text(block: dict[str, Any]) -> bool:
+    return block.get("type") == "markdown" or (block.get("type") == "section" and "text" in block)
+
+
+MAX_BLOCKS = 50  # a message holds at most 50 blocks
+SECTION_TEXT_LIMIT = 3_000  # a section's text must be under 3,001 characters
+MARKDOWN_BLOCK_LIMIT = 12_000
+
+
+def parse_blocks(value: Any) -> list[dict[str, Any]] | str:
+    """A message's `blocks` argument (a JSON string when form-encoded, a list in a JSON body), or Slack's error."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return "invalid_blocks_format"
+    if not isinstance(value, list) or not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in value):
+        return "invalid_blocks_format"
+    if len(value) > MAX_BLOCKS:
+        return "invalid_blocks"
+    for block in value:
+        text = block.get("text")
+        if block["type"] == "section" and "fields" not in block:
+            if not (isinstance(text, dict) and 0 < len(str(text.get("text") or "")) <= SECTION_TEXT_LIMIT):
+                return "invalid_blocks"
+        if block["type"] == "markdown" and not 0 < len(str(text or "")) <= MARKDOWN_BLOCK_LIMIT:
+            return "invalid_blocks"
+    return value
 
 
 @dataclass
@@ -232,8 +272,11 @@ class FakeSlack(AgentSurfaces):
             return {"ok": False, "error": "no_text"}
         if len(text) > self.post_limit:
             return {"ok": False, "error": "msg_too_long"}
+        blocks = parse_blocks(args["blocks"]) if "blocks" in args else []
+        if isinstance(blocks, str):
+            return {"ok": False, "error": blocks}
         ts = self.new_ts()
-        message = Message(channel, ts, "", args.get("thread_ts") or None, BOT_USER, BOT_ID)
+        message = Message(channel, ts, "", args.get("thread_ts") or None, BOT_USER, BOT_ID, blocks=blocks)
         message.show(text)
         self.messages[(channel, ts)] = message
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": text, "ts": ts}}
@@ -264,7 +307,11 @@ class FakeSlack(AgentSurfaces):
             return {"ok": False, "error": "streaming_state_conflict"}
         if len(text) > self.update_limit:
             return {"ok": False, "error": "msg_too_long"}
+        blocks = parse_blocks(args["blocks"]) if "blocks" in args else message.blocks  # absent: kept; []: removed
+        if isinstance(blocks, str):
+            return {"ok": False, "error": blocks}
         message.updates += 1
+        message.blocks = blocks
         message.show(text)
         return {"ok": True, "channel": message.channel, "ts": message.ts, "text": text}
 
@@ -329,6 +376,12 @@ class FakeSlack(AgentSurfaces):
         message = self._streaming_message(args)
         if isinstance(message, str):
             return {"ok": False, "error": message}
+        blocks = parse_blocks(args["blocks"]) if "blocks" in args else []
+        if isinstance(blocks, str):
+            return {"ok": False, "error": blocks}
+        if len(message.blocks) + len(blocks) > MAX_BLOCKS:
+            return {"ok": False, "error": "invalid_blocks"}
+        message.blocks = message.blocks + blocks  # under the streamed text
         message.streaming = False
         message.updates += 1
         message.show(message.text + str(args.get("markdown_text") or ""))

@@ -437,7 +437,7 @@ class AgentSurfaces:
     ) -> dict[str, Any]:
         """The `block_actions` payload Slack sends when `user` clicks a button (or a feedback button, whose
         `value` tells which one) in the message `message_ts`; `blocks` are the message's blocks, if it matters."""
-        action_ts = f"{time.time():.6f}"
+        action_ts = self.new_ts()  # on the same clock as message ts, as in Slack
         action: dict[str, Any] = {"type": action_type, "action_id": action_id, "block_id": block_id}
         if action_type == "button":
             action["text"] = {"type": "plain_text", "text": value, "emoji": True}
@@ -468,7 +468,7 @@ class AgentSurfaces:
             "type": "message_action",
             **self._interaction_common(user, channel),
             "callback_id": callback_id,
-            "action_ts": f"{time.time():.6f}",
+            "action_ts": self.new_ts(),
             "message_ts": message_ts,
             "message": self._message_seen(channel, message_ts, thread_ts, None),
         }

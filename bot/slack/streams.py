@@ -1,0 +1,217 @@
+"""Slack's native streams for an answer's messages: `StreamedMessage` (chat.startStream, chat.appendStream at
+Tier 4, chat.stopStream at Tier 2) and `StoppedStream`, a stream a person stopped in Slack.
+
+A stream shows Markdown as Slack renders it. It ends before it holds 12,000 characters in all and before
+Slack expires it (about five minutes after its start); its appends carry whole words, so a stream that ends
+early never splits one. A person may press stop in Slack: every later call on the stream answers
+`stopped_by_user`, which is the end of the answer, never a refusal to fall back from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from bot.core.splitting import ends_in_code, stream_append_end, stream_cut, stream_rollover
+from bot.slack.api import RateLimited, SlackCallError
+from bot.slack.blocks import MARKDOWN_LIMIT, Block, fallback_text, markdown
+from bot.slack.parts import Answer
+
+log = logging.getLogger(__name__)
+
+# One append carries at most this much Markdown (Slack's limit is 12,000 characters a payload).
+APPEND_LIMIT = 11_000
+# A person pressed stop on the stream in Slack: never a refusal (nothing falls back to chat.update as if
+# streaming failed), the end of the answer.
+STOPPED_BY_USER = "stopped_by_user"
+# Errors after which the rest of the answer goes out through chat.update instead of a native stream.
+NATIVE_REFUSALS = frozenset(
+    {
+        "channel_type_not_supported",
+        "message_not_in_streaming_state",
+        "method_deprecated",
+        "unknown_method",
+        "not_allowed_token_type",
+        "invalid_arguments",
+        "feature_not_enabled",
+        "msg_too_long",
+        "missing_scope",
+        "missing_recipient_user_id",
+        "missing_recipient_team_id",
+        "message_not_owned_by_app",
+        "invalid_chunks",
+    }
+)
+
+
+class StreamStopped(Exception):
+    """A person stopped `stream` in Slack: no more calls on it."""
+
+    def __init__(self, stream: StreamedMessage) -> None:
+        super().__init__(f"stream {stream.ts} stopped by a person")
+        self.stream = stream
+
+
+class StreamedMessage:
+    streamed = True
+    method = "chat.appendStream"
+    count = "native_in_flight"
+
+    def __init__(self, answer: Answer, ts: str, start: int, opens_in_code: bool, started: float) -> None:
+        self.answer = answer
+        self.ts = ts
+        self.start = start
+        self.opens_in_code = opens_in_code
+        self.started = started  # on the answer's clock, just before chat.startStream: Slack expires it from then
+        self.markdown = ""  # what Slack has been sent (a reopened code fence, then the answer's text)
+
+    @classmethod
+    async def open(cls, answer: Answer, start: int, opens_in_code: bool = False) -> StreamedMessage | str:
+        """Start a stream for the text from `start`; Slack's reason (an error code) when it will not."""
+        a = answer
+        pacer = a.api.pacer(a.team_id)
+        pacer.native_starting += 1
+        started = a.clock()
+        try:
+            data = await a.api.call(
+                a.team_id,
+                "chat.startStream",
+                retry_rate_limited=False,
+                channel=a.channel,
+                thread_ts=a.thread_ts,
+                recipient_user_id=a.recipient_user_id,
+                recipient_team_id=a.team_id,
+            )
+        except RateLimited:
+            return "ratelimited"  # Tier 2 is smaller than we thought: chat.update now beats a stream in a minute
+        except SlackCallError as exc:
+            if exc.error not in NATIVE_REFUSALS and not exc.transient:
+                raise
+            return exc.error
+        finally:
+            pacer.native_starting -= 1
+        return cls(a, str(data["ts"]), start, opens_in_code, started)
+
+    @property
+    def sent(self) -> int:
+        """Characters of the answer's text (from `start`) that Slack has."""
+        return max(len(self.markdown) - len(self._fence()), 0)
+
+    def cut(self, rest: str) -> tuple[int, int] | None:
+        age = self.answer.clock() - self.started
+        return stream_cut(rest, sent=self.sent) or stream_rollover(
+            rest, sent=self.sent, age=age, max_age=self.answer.stream_max_age
+        )
+
+    def next_opens_in_code(self, head: str) -> bool:
+        return ends_in_code(head, opens_in_code=self.opens_in_code)
+
+    async def show(self, rest: str, *, final: bool) -> None:
+        await self._append(rest, final=final)
+
+    async def end(self) -> None:
+        controls = self.answer.final_controls()
+        try:
+            await self.stop(controls)
+        except StreamStopped:
+            # The whole text showed, then a person pressed stop before our stop went: the controls still belong.
+            a = self.answer
+            blocks = [markdown(self.markdown), *controls]
+            try:
+                await a.call(
+                    "chat.update", urgent=False, channel=a.channel, ts=self.ts, text=self._fallback(), blocks=blocks
+                )
+            except (SlackCallError, RateLimited) as exc:
+                log.info("could not add the controls to a stopped stream in %s: %s", a.channel, exc)
+
+    async def close(self, head: str) -> None:
+        await self._append(head, final=True)
+        if self.next_opens_in_code(head):
+            await self._call("chat.appendStream", urgent=True, markdown_text="\n```")
+        await self.stop()
+
+    async def stop(self, controls: Sequence[Block] = ()) -> None:
+        """Stop the stream, with the answer's final `controls` under it; raises `StreamStopped` when a person did.
+
+        The whole text is already visible: the stop may wait for the Tier 2 budget, and other failures are
+        only logged (Slack closes a stream after a while anyway).
+        """
+        a = self.answer
+        extra: dict[str, Any] = {"blocks": list(controls)} if controls else {}
+        try:
+            await self._call("chat.stopStream", urgent=False, api=True, **extra)
+        except (SlackCallError, RateLimited) as exc:
+            log.info("could not stop the stream in %s (%s); Slack closes it after a while", a.channel, exc)
+
+    async def _call(self, method: str, *, urgent: bool, api: bool = False, **payload: Any) -> None:
+        """A call on this stream; `api`: not in the writer's held slot (a stop waits for its own)."""
+        a = self.answer
+        try:
+            if api:
+                await a.api.call(a.team_id, method, urgent=urgent, channel=a.channel, ts=self.ts, **payload)
+            else:
+                await a.call(method, urgent=urgent, channel=a.channel, ts=self.ts, **payload)
+        except SlackCallError as exc:
+            if exc.error == STOPPED_BY_USER:
+                raise StreamStopped(self) from None
+            raise
+
+    async def _append(self, rest: str, *, final: bool) -> None:
+        """Append what Slack lacks of `rest`: all of it when final, else one append's worth, in whole words."""
+        markdown_text = self._fence() + rest
+        while len(self.markdown) < len(markdown_text):
+            end = stream_append_end(markdown_text, sent=len(self.markdown), final=final, limit=APPEND_LIMIT)
+            if end <= len(self.markdown):
+                break  # the rest is a word still being written
+            chunk = markdown_text[len(self.markdown) : end]
+            await self._call("chat.appendStream", urgent=final, markdown_text=chunk)
+            self.markdown += chunk
+            if not final:
+                break
+
+    def _fence(self) -> str:
+        return "```\n" if self.opens_in_code else ""
+
+    def _fallback(self) -> str:
+        return fallback_text(self.markdown) or "…"
+
+
+class StoppedStream:
+    """A stream a person stopped in Slack. It keeps the text it showed; its final text (a note, the controls)
+    replaces it through chat.update, in a markdown block as the stream rendered it (up to 12,000 characters,
+    more than a section takes)."""
+
+    streamed = False
+    method = "chat.update"
+    count = "answers_in_flight"
+
+    def __init__(self, answer: Answer, stream: StreamedMessage) -> None:
+        self.answer = answer
+        self.ts = stream.ts
+        self.start = stream.start
+        self.opens_in_code = stream.opens_in_code
+
+    def cut(self, rest: str) -> tuple[int, int] | None:
+        return None  # its text no longer grows: only notes may follow it
+
+    def next_opens_in_code(self, head: str) -> bool:
+        return ends_in_code(head, opens_in_code=self.opens_in_code)
+
+    async def show(self, rest: str, *, final: bool) -> None:
+        if not final:
+            return
+        a = self.answer
+        text = (("```\n" if self.opens_in_code else "") + rest) or "…"
+        if len(text) > MARKDOWN_LIMIT:  # a stream stopped at its very end, and long notes
+            text = text[: MARKDOWN_LIMIT - 1] + "…"
+        blocks = [markdown(text), *a.final_controls()]
+        await a.call(
+            "chat.update", urgent=True, channel=a.channel, ts=self.ts, text=fallback_text(text) or "…", blocks=blocks
+        )
+
+    async def close(self, head: str) -> None:
+        return None
+
+    async def end(self) -> None:
+        return None
