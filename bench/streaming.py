@@ -194,9 +194,12 @@ async def _measure(cfg: Config, bot: BotProcess, start_limit: float, done_limit:
     for i, (event, delivery) in enumerate(zip(events, deliveries, strict=True)):
         replies = slack.bot_replies(event["channel"], event["ts"])
         removed = [m for m in slack.deleted if m.channel == event["channel"] and m.thread_ts == event["ts"]]
-        if not replies and not removed:
+        # The first sign of life: the loading state under the thread, or the first message (a placeholder).
+        signs = [m.changed_at[0] for m in replies + removed]
+        signs += [s.at for s in slack.status_history(event["channel"], event["ts"]) if s.text]
+        if not signs:
             continue
-        lives.append(min(m.changed_at[0] for m in replies + removed) - delivery.sent_at)
+        lives.append(min(signs) - delivery.sent_at)
         if shown.get((event["channel"], event["ts"])) not in answers:
             continue
         complete += 1

@@ -81,11 +81,16 @@ async def publish_home(
     recent = await store.recent_conversations(team_id, user_id, limit=RECENT_THREADS)
     uses = await store.channels_in_use(team_id, limit=CHANNELS_SHOWN)
     threads = [ThreadLine(c.key.channel_id, c.key.thread_ts, c.first_question, c.last_activity) for c in recent]
+    ratings: dict[str, tuple[int, int]] = {}
+    for count in await store.feedback_counts(team_id):  # per channel and persona: summed per channel here
+        good, bad = ratings.get(count.channel_id, (0, 0))
+        ratings[count.channel_id] = (good + count.good, bad + count.bad)
     channels = []
     for use in uses:
         persona = personas.resolve(use.channel_id, use.persona)
         label = persona.name or ("custom" if use.persona is not None else "default")
-        channels.append(ChannelLine(use.channel_id, label, personas.effective(persona).model or "default"))
+        model = personas.effective(persona).model or "default"
+        channels.append(ChannelLine(use.channel_id, label, model, *ratings.get(use.channel_id, (0, 0))))
     view = home_view(bot_user_id=bot_user_id, threads=threads, channels=channels, workspace_url=workspace_url)
     return await _courtesy(out, team_id, "views.publish", f"the Home tab of {user_id}", user_id=user_id, view=view)
 

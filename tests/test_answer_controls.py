@@ -11,6 +11,7 @@ from bot.storage import Status
 from tests.conftest import Harness, until
 from tests.fakes.mistral import Script
 from tests.fakes.slack import BOT_USER, TEAM, Message
+from tests.test_home import home_text, open_tab
 
 CHANNEL = "C0GENERAL"
 SLOW = [f"word{i} " for i in range(200)]  # 20 s at 0.1 s a chunk: long enough to stop in the middle
@@ -127,6 +128,10 @@ async def test_feedback_is_stored_per_person_replaced_and_acknowledged_privately
     assert await h.bot.store.feedback_of(answer) == {"U0ADA": "bad", "U0BOB": "good"}
     [count] = await h.bot.store.feedback_counts(TEAM)
     assert (count.channel_id, count.persona, count.good, count.bad) == (CHANNEL, None, 1, 1)
+    await open_tab(h, "U0ADA", "home", "D0ADA")  # the Home tab counts them per channel
+    assert f"<#{CHANNEL}>: default persona, model `mistral-large-latest` · 👍 1 👎 1" in home_text(
+        h.slack.home_view("U0ADA") or {}
+    )
 
 
 async def test_try_again_reruns_the_failed_turn_in_place_and_keeps_one_answer(harness: Harness) -> None:

@@ -37,6 +37,8 @@ class ChannelLine:
     channel_id: str
     persona: str  # a persona's name, "custom" or "default"
     model: str
+    good: int = 0  # feedback on the answers given there
+    bad: int = 0
 
 
 def escape(text: str) -> str:
@@ -107,7 +109,8 @@ def channel_item(channel: ChannelLine) -> str:
     persona = escape(shorten(channel.persona, NAME_CHARS))
     if channel.persona not in ("custom", "default"):
         persona = f"`{persona}`"
-    return f"• <#{channel.channel_id}>: {persona} persona, model `{escape(shorten(channel.model, NAME_CHARS))}`"
+    line = f"• <#{channel.channel_id}>: {persona} persona, model `{escape(shorten(channel.model, NAME_CHARS))}`"
+    return line + (f" · 👍 {channel.good} 👎 {channel.bad}" if channel.good or channel.bad else "")
 
 
 def home_view(

@@ -83,6 +83,13 @@ def test_when_lets_slack_show_local_time_with_a_utc_fallback() -> None:
             ],
             ["D9", "not answering in any channel"],
         ),
+        # the feedback people gave on a channel's answers, where there is some
+        (
+            [],
+            [ChannelLine("C1", "default", "m", good=3, bad=1), ChannelLine("C2", "default", "m")],
+            ["• <#C1>: default persona, model `m` · 👍 3 👎 1"],
+            ["• <#C2>: default persona, model `m` ·"],
+        ),
     ],
 )
 def test_home_view(
