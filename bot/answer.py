@@ -37,6 +37,12 @@ class Answer:
         self.writer.append(text)  # raises when Slack broke the writer: that text was never shown
         self.text += text
 
+    @property
+    def stoppable(self) -> bool:
+        """Not stopped yet, and its model stream not over (a stream task that just ended counts as over)."""
+        over = self.streamed or (self.stream is not None and self.stream.done())
+        return self.stopped_by is None and not over
+
     def stop(self, user_id: str) -> None:
         """Stop at once: the model request ends (no more tokens are paid for) and what was shown stays."""
         self.stopped_by = user_id

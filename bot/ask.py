@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.conversation import Conversations, Identity
-from bot.core.routing import Incoming
+from bot.core.routing import Incoming, channel_type_of
 from bot.notes import CANNOT_POST, UNEXPECTED_NOTE
 from bot.slack.api import RateLimited, SlackCallError
 
@@ -81,7 +81,7 @@ async def ask(
         thread_ts=ts,
         user_id=user_id,
         text=question,
-        channel_type="im" if channel_id.startswith("D") else "channel",
+        channel_type=channel_type_of(channel_id),
     )
     await conversations.submit(message, identity)
     return note

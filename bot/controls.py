@@ -10,21 +10,19 @@ from __future__ import annotations
 import logging
 
 from bot.conversation import Conversations, Identity
-from bot.core.routing import Incoming
+from bot.core.routing import Incoming, channel_type_of
 from bot.notes import (
     ALREADY_FINISHED,
     ALREADY_RUNNING,
     FEEDBACK_THANKS,
     ONLY_LATEST,
     ONLY_PARTICIPANTS,
+    RESTARTING,
     STALE_ACTION,
 )
 from bot.storage import UNFINISHED, AnswerRef
 
 log = logging.getLogger(__name__)
-
-RESTARTING = "I'm restarting right now; please try again in a moment."
-
 
 async def stop_answer(conversations: Conversations, *, team_id: str, user_id: str, answer_id: int) -> str | None:
     running = conversations.answering(answer_id)
@@ -83,7 +81,7 @@ async def rerun_answer(
         thread_ts=key.thread_ts,
         user_id=ref.asker or user_id,
         text=question,
-        channel_type="im" if key.channel_id.startswith("D") else "channel",
+        channel_type=channel_type_of(key.channel_id),
     )
     log.info("%s asked for answer %d again", user_id, answer_id)
     conversations.start_turn(turn, message, identity, reuse=ref.slack_parts, backfill=False)

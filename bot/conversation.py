@@ -42,6 +42,7 @@ from bot.notes import (
 from bot.personas import Personas
 from bot.ports import Model, SlackOut, WriterFactory
 from bot.slack.api import RateLimited, SlackCallError
+from bot.slack.blocks import final_controls, message_blocks
 from bot.slack.writers import AnswerStopped, with_notes
 from bot.storage import NewMessage, Status, Store, ThreadKey, Turn, Usage
 from bot.tokens import TokenCounter
@@ -148,7 +149,7 @@ class Conversations:
     def stop(self, answer_id: int, user_id: str) -> bool:
         """Stop an answer this process is writing; False when it is not writing it (any more)."""
         answer = self._answering.get(answer_id)
-        if answer is None or answer.stopped_by is not None or answer.streamed:
+        if answer is None or not answer.stoppable:
             return False
         log.info("%s stopped answer %d", user_id, answer_id)
         answer.stop(user_id)
@@ -201,6 +202,7 @@ class Conversations:
                 await writer.start()
                 await answer.save(Status.STREAMING)
                 if not strip_leading_mention(message.text, identity.bot_user_id):
+                    answer.streamed = True  # no model stream to stop
                     answer.add(HELP)  # a bare mention
                     await writer.finish()
                     await answer.save(Status.COMPLETE)
@@ -227,19 +229,21 @@ class Conversations:
                         usage.prompt_tokens,
                         usage.completion_tokens,
                     )
-        except (Stopped, AnswerStopped) as exc:
-            if isinstance(exc, AnswerStopped):
-                answer.keep_shown()  # Slack's own stop control: Slack shows what it had, and says who did nothing
+        except Stopped:
             who = answer.stopped_by
             name = await self.users.name(key.team_id, who) if who else None
             await self._end_with_note(answer, stopped_by(name), retry=False)
+        except AnswerStopped:
+            answer.keep_shown()  # Slack's own stop control: Slack shows what it had, and names nobody
+            await self._end_with_note(answer, stopped_by(None), retry=False)
         except ModelError as exc:
             log.warning("model error answering %s in %s: %s", message.ts, key.channel_id, exc)
-            await self._end_with_note(answer, NOTES[exc.kind], retry=exc.kind in RETRYABLE)
+            passing = exc.kind in RETRYABLE  # a wrong key, model or request would fail the same way again
+            await self._end_with_note(answer, NOTES[exc.kind], retry=passing, rerun=passing)
         except SlackCallError as exc:
             await writer.abort()
             await answer.save(answer.unfinished_status)
-            await self._undeliverable(exc, message)
+            await self._undeliverable(exc, message, turn.answer_id)
         except asyncio.CancelledError:
             await asyncio.shield(self._end_with_note(answer, SHUTDOWN_NOTE, retry=True))
             raise
@@ -249,7 +253,7 @@ class Conversations:
         finally:
             self._answering.pop(turn.answer_id, None)
 
-    async def _end_with_note(self, answer: Answer, note: str, *, retry: bool) -> None:
+    async def _end_with_note(self, answer: Answer, note: str, *, retry: bool, rerun: bool = True) -> None:
         """Best effort: the thread shows the note and the store says partial/failed, whatever Slack does."""
         writer = answer.writer
         writer.on_progress = None  # the final status below must not be overwritten by a progress save
@@ -257,16 +261,24 @@ class Conversations:
         try:
             if writer.started:
                 async with asyncio.timeout(NOTE_TIMEOUT):
-                    await writer.finish([note], retry=retry)
+                    await writer.finish([note], retry=retry, rerun=rerun)
             else:  # stopped before the first sign of life
-                await self.out.post(key.team_id, key.channel_id, with_notes("", [note]), thread_ts=key.thread_ts)
+                await self._post_note(key, note, answer.turn.answer_id if retry and rerun else None)
         except (SlackCallError, RateLimited, TimeoutError, AnswerStopped) as exc:
             log.warning("could not show the failure note: %r", exc)
             await writer.abort()
         finally:
             await answer.save(answer.unfinished_status)
 
-    async def _undeliverable(self, exc: SlackCallError, message: Incoming) -> None:
+    async def _post_note(self, key: ThreadKey, note: str, retry_answer: int | None) -> None:
+        """A failure note as a message of its own, with the Try again button of `retry_answer`, if any."""
+        text = with_notes("", [note])
+        controls = final_controls(retry_answer, answered=False, retry=True) if retry_answer is not None else []
+        blocks = message_blocks(text, controls) if controls else None
+        extra = {"blocks": blocks} if blocks else {}
+        await self.out.post(key.team_id, key.channel_id, text, thread_ts=key.thread_ts, **extra)
+
+    async def _undeliverable(self, exc: SlackCallError, message: Incoming, answer_id: int) -> None:
         """Slack would not take (the rest of) an answer: say so in the thread if it can, and privately."""
         log.warning("cannot write to %s (%s): %s", message.channel_id, exc.method, exc.error)
         if exc.error in CANNOT_POST:
@@ -274,9 +286,8 @@ class Conversations:
         else:
             text = f"Slack didn't take my answer (it said `{exc.error}`), so it may be incomplete. {TRY_AGAIN}"
             try:  # a new message may get through where updating the old one failed
-                await self.out.post(
-                    message.team_id, message.channel_id, with_notes("", [text]), thread_ts=message.thread_ts
-                )
+                key = ThreadKey(message.team_id, message.channel_id, message.thread_ts)
+                await self._post_note(key, text, answer_id)
             except (SlackCallError, RateLimited) as post_exc:
                 log.warning("could not post the failure note either: %s", post_exc)
         await self.out.ephemeral(message.team_id, message.channel_id, message.user_id, text, message.thread_ts)

@@ -41,6 +41,7 @@ CANNOT_POST = {
 }
 TRUNCATED_NOTE = "Your message was too long for the model, so only its beginning was read."
 
+RESTARTING = "I'm restarting right now; please try again in a moment."
 # Stopping, retrying and regenerating (buttons on answers, and Slack's own stop on native streams)
 STOPPED_IN_SLACK = "Stopped."
 ONLY_PARTICIPANTS = "Only people in this conversation can do that."

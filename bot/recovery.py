@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from bot.core.splitting import split_all
 from bot.notes import RESTART_NOTE
 from bot.slack.api import RateLimited, SlackCallError
-from bot.slack.blocks import fallback_text, final_controls, message_blocks, section
+from bot.slack.blocks import fallback_text, final_controls, message_blocks
 from bot.slack.writers import with_notes
 from bot.storage import Status, Store, ThreadKey, UnfinishedAnswer
 
@@ -45,19 +45,27 @@ async def recover(store: Store, out: SlackOut) -> int:
 
 
 async def _show_interrupted(out: SlackOut, item: UnfinishedAnswer) -> None:
-    """The note (and its Try again button) under the text the answer had; its other messages as they were."""
+    """The note and its Try again button under the text the answer had.
+
+    An answer of one message is rewritten whole (its cursor goes). A longer one keeps its messages as they are:
+    where the last process cut them (a native stream holds far more than a chat.update message) is not
+    stored, so re-cutting could show text twice. Its note comes as a message of its own, after any stream
+    the last process left open is stopped.
+    """
     key, parts = item.key, item.slack_parts
-    rendered = split_all(with_notes(item.text, [RESTART_NOTE]))
     controls = final_controls(item.answer_id, answered=bool(item.text), retry=True)
-    for i, part in enumerate(rendered):
-        last = i == len(rendered) - 1
-        blocks = message_blocks(part.text, controls) if last else [section(part.text)]
-        if i < len(parts):
-            if i == len(parts) - 1 or last:
-                await _update(out, key, parts[i], fallback_text(part.text), blocks)
-        else:
-            text = fallback_text(part.text)
-            await out.post(key.team_id, key.channel_id, text, thread_ts=key.thread_ts, blocks=blocks)
+    rendered = split_all(with_notes(item.text, [RESTART_NOTE]))
+    if len(parts) == 1 and len(rendered) == 1:
+        text = rendered[0].text
+        await _update(out, key, parts[0], fallback_text(text), message_blocks(text, controls))
+        return
+    if parts:
+        try:
+            await out.call(key.team_id, "chat.stopStream", channel=key.channel_id, ts=parts[-1])
+        except (SlackCallError, RateLimited):
+            pass  # not a stream, or one Slack closed already
+    note = with_notes("", [RESTART_NOTE])
+    await out.post(key.team_id, key.channel_id, note, thread_ts=key.thread_ts, blocks=message_blocks(note, controls))
 
 
 async def _update(out: SlackOut, key: ThreadKey, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:

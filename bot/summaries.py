@@ -12,7 +12,8 @@ import logging
 
 from bot.conversation import Conversations, Identity
 from bot.core.backfill import earlier_messages
-from bot.core.routing import Incoming
+from bot.core.routing import Incoming, channel_type_of
+from bot.notes import RESTARTING
 from bot.slack.api import RateLimited, SlackCallError
 from bot.storage import NewMessage, ThreadKey
 
@@ -24,7 +25,7 @@ SUMMARY_REQUEST = (
 )
 RATE_LIMITED = "Slack lets me read a thread only about once a minute; please try again in a minute."
 EMPTY = "There's nothing in that thread I can read."
-RESTARTING = "I'm restarting right now; please try again in a moment."
+PARTLY_READ = "Slack let me read only the first {count} messages of that thread, so the summary covers those."
 # Why the bot cannot read a thread, as the person is told.
 CANNOT_READ = {
     "not_in_channel": "I'm not a member of that channel; invite me with `/invite` and try again.",
@@ -46,7 +47,8 @@ async def summarize_thread(
     action_ts: str,
     identity: Identity,
 ) -> str | None:
-    """Answer a summary of the thread at `thread_ts`; returns a private note for the person when it cannot."""
+    """Answer a summary of the thread at `thread_ts`; returns a private note for the person when it cannot, or
+    when it can read only part of the thread."""
     if not conversations.accepting:
         return RESTARTING
     try:
@@ -68,8 +70,11 @@ async def summarize_thread(
     turn = await conversations.store.claim_turn(key, persona, NewMessage("user", SUMMARY_REQUEST, request_ts, user_id))
     if turn is None:
         return None  # the same click, delivered twice
+    # In a thread the bot already takes part in, its own answers are stored whole: Slack's copies (one per
+    # message of a long answer, notes included) would repeat them. People's messages it missed are added.
+    context = thread if turn.created_conversation else [m for m in thread if m.role == "user"]
     await conversations.store.add_context(
-        turn.conversation.id, [NewMessage(m.role, m.text, m.ts, m.user) for m in thread]
+        turn.conversation.id, [NewMessage(m.role, m.text, m.ts, m.user) for m in context]
     )
     message = Incoming(
         team_id=team_id,
@@ -78,10 +83,12 @@ async def summarize_thread(
         thread_ts=thread_ts,
         user_id=user_id,
         text=SUMMARY_REQUEST,
-        channel_type="im" if channel_id.startswith("D") else "channel",
+        channel_type=channel_type_of(channel_id),
     )
     log.info("%s asked for a summary of thread %s in %s (%d messages)", user_id, thread_ts, channel_id, len(thread))
     conversations.start_turn(turn, message, identity, backfill=False)
+    if isinstance(data, dict) and data.get("has_more"):
+        return PARTLY_READ.format(count=len(thread))
     return None
 
 

@@ -3,7 +3,7 @@ answered in it as a new conversation, and people are told privately when the bot
 
 from __future__ import annotations
 
-from bot.summaries import CANNOT_READ, RATE_LIMITED, SUMMARY_REQUEST, after
+from bot.summaries import CANNOT_READ, PARTLY_READ, RATE_LIMITED, SUMMARY_REQUEST, after
 from tests.conftest import Harness, until
 from tests.fakes.mistral import Script
 from tests.fakes.slack import BOT_USER
@@ -101,3 +101,34 @@ def test_after_is_one_microsecond_later_exactly() -> None:
 
 def test_the_summary_request_mentions_no_one() -> None:
     assert f"<@{BOT_USER}>" not in SUMMARY_REQUEST
+
+
+async def test_a_long_thread_read_in_part_says_so_privately(http_harness: Harness) -> None:
+    h = http_harness
+    await h.start()
+    root = h.slack.user_message(CHANNEL, "U0ADA", "Long discussion")
+    for i in range(20):
+        h.slack.user_message(CHANNEL, "U0BOB", f"point {i}", thread_ts=root["ts"])
+    h.slack.limit_thread_history(calls=1, window=60.0, max_messages=15)  # an app outside the Marketplace
+    await h.interact(h.slack.message_shortcut("U0ADA", CHANNEL, root["ts"], None, "summarize_thread"))
+    await until(lambda: h.slack.bot_replies(CHANNEL, root["ts"]), message="a summary")
+    await h.settle()
+    assert PARTLY_READ.format(count=15) in private_notes(h)
+
+
+async def test_a_summary_in_a_thread_the_bot_is_in_adds_only_what_it_missed(http_harness: Harness) -> None:
+    h = http_harness
+    await h.start()
+    question = h.slack.user_message(CHANNEL, "U0ADA", f"<@{BOT_USER}> Name a cheese")
+    await h.deliver(h.slack.as_mention(question))
+    await h.settle()
+    # Someone wrote in the thread while the bot was away (no event reached it).
+    h.slack.user_message(CHANNEL, "U0BOB", "I prefer wine.", thread_ts=question["ts"])
+    shortcut = h.slack.message_shortcut("U0BOB", CHANNEL, question["ts"], None, "summarize_thread")
+    await h.interact(shortcut)
+    await until(lambda: len(h.mistral.chat_requests) == 2, message="the summary's request")
+    await h.settle()
+    sent = h.mistral.chat_requests[1]["messages"]
+    answers = [m["content"] for m in sent if m["role"] == "assistant"]
+    assert answers == ["You said: [Ada] Name a cheese"]  # the bot's answer once, from its own store
+    assert "[Bob] I prefer wine." in sent[-1]["content"]

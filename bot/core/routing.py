@@ -114,10 +114,10 @@ def _incoming(event: dict[str, Any], *, team_id: str, require_user: bool = True)
         thread_ts=thread_ts if isinstance(thread_ts, str) and thread_ts else ts,
         user_id=user if isinstance(user, str) else "",
         text=text if isinstance(text, str) else "",
-        channel_type=channel_type if isinstance(channel_type, str) and channel_type else _guess_channel_type(channel),
+        channel_type=channel_type if isinstance(channel_type, str) and channel_type else channel_type_of(channel),
     )
 
 
-def _guess_channel_type(channel_id: str) -> str:
+def channel_type_of(channel_id: str) -> str:
     # app_mention events carry no channel_type; the ID's first letter tells DMs from channels.
     return {"D": "im", "G": "group"}.get(channel_id[:1], "channel")

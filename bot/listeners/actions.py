@@ -16,7 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncResp
 from bot.controls import record_feedback, rerun_answer, stop_answer
 from bot.conversation import Conversations
 from bot.listeners.events import identity_of
-from bot.slack.blocks import FEEDBACK_ACTION, REGENERATE_ACTION, RETRY_ACTION, STOP_ACTION, parse_value
+from bot.slack.blocks import FEEDBACK_ACTION, REGENERATE_ACTION, RETRY_ACTION, STOP_ACTION, parse_action
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,20 @@ def register(app: AsyncApp, conversations: Conversations) -> None:
                 log.info("ignored a %s payload without a usable action", action_id)
                 return
             team_id, user_id, value = clicked
-            parsed = parse_value(value)
+            parsed = parse_action(action_id, value)  # the value must be one this action's button carries
             if parsed is None:
                 log.info("ignored a %s click with a value that is not ours", action_id)
                 return
             kind, answer_id = parsed
-            note = await handle(team_id=team_id, user_id=user_id, answer_id=answer_id, kind=kind, context=context)
-            if note:
-                await tell(respond, note)
+
+            async def run() -> None:
+                note = await handle(team_id=team_id, user_id=user_id, answer_id=answer_id, kind=kind, context=context)
+                if note:
+                    await tell(respond, note)
+
+            # Slack's acknowledgement goes when the listener returns (process_before_response): not after the
+            # store and response_url round trips.
+            conversations.spawn(run(), f"{action_id}-{answer_id}")
 
         app.action(action_id)(listener)
 

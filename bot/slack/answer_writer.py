@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.core.pacing import update_priority
-from bot.core.splitting import MESSAGE_LIMIT
+from bot.core.splitting import MESSAGE_LIMIT, ends_in_code
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import Block, final_controls
 from bot.slack.parts import Part, SplitSmaller, UpdatedMessage
@@ -40,7 +40,12 @@ class AnswerStopped(Exception):
 
 
 def with_notes(text: str, notes: Sequence[str]) -> str:
-    """An answer followed by its notes (interrupted, cut short...), each an italic warning line."""
+    """An answer followed by its notes (interrupted, cut short...), each an italic warning line.
+
+    An answer cut off inside a code block has the block closed first, so its notes read as notes, not code.
+    """
+    if notes and ends_in_code(text):
+        text += "\n```"
     return "\n\n".join([text] * bool(text) + [f"_⚠️ {note}_" for note in notes])
 
 
@@ -54,7 +59,7 @@ class AnswerWriter:
         channel: str,
         thread_ts: str,
         recipient_user_id: str,
-        answer_id: int = 0,
+        answer_id: int,
         reuse: Sequence[str] = (),
     ) -> None:
         self._writers = writers
@@ -78,6 +83,7 @@ class AnswerWriter:
         self._status_changed = False
         self._notes: Sequence[str] = ()
         self._retry = False
+        self._rerun = True
         self._last_flush = 0.0
         self._flushed_len = 0
         self._slot_held: str | None = None  # the method whose slot the loop already holds
@@ -134,12 +140,14 @@ class AnswerWriter:
         self.raw += text
         self._wake.set()
 
-    async def finish(self, notes: Sequence[str] = (), *, retry: bool = False) -> None:
+    async def finish(self, notes: Sequence[str] = (), *, retry: bool = False, rerun: bool = True) -> None:
         """Show the complete text, notes under it and the final controls (`retry`: a failure note, so Try
-        again instead of Regenerate), and wait until Slack has it; raises what stopped it."""
+        again instead of Regenerate; no `rerun`: a failure that would come back, so neither), and wait until
+        Slack has it; raises what stopped it."""
         assert self._task is not None, "start() first"
         self._notes = notes
         self._retry = retry
+        self._rerun = rerun
         self._finished.set()
         self._wake.set()
         task = self._task
@@ -196,7 +204,7 @@ class AnswerWriter:
         self._slot_held = method
 
     def final_controls(self) -> list[Block]:
-        return final_controls(self.answer_id, answered=bool(self.raw.strip()), retry=self._retry)
+        return final_controls(self.answer_id, answered=bool(self.raw.strip()), retry=self._retry, rerun=self._rerun)
 
     async def posted(self) -> None:
         self._loading.posted()  # Slack clears the loading state when the app posts in the thread

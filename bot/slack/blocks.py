@@ -94,13 +94,16 @@ def writing_controls(answer_id: int) -> list[Block]:
     return [_actions(button(STOP_ACTION, "Stop", answer_id, label="Stop writing this answer"))]
 
 
-def final_controls(answer_id: int, *, answered: bool, retry: bool) -> list[Block]:
+def final_controls(answer_id: int, *, answered: bool, retry: bool, rerun: bool = True) -> list[Block]:
     """Under the last message of a finished answer.
 
     Feedback needs an answer to judge (`answered`: there is answer text). After a failure (`retry`) the
-    button runs the turn again ("Try again"); otherwise it asks for another answer ("Regenerate").
+    button runs the turn again ("Try again"); otherwise it asks for another answer ("Regenerate"). Without
+    `rerun` (a failure that would only repeat: a wrong key or model) there is no such button.
     """
     blocks = [feedback(answer_id)] if answered else []
+    if not rerun:
+        return blocks
     if retry:
         again = button(RETRY_ACTION, "Try again", answer_id, label="Try answering again", style="primary")
     else:

@@ -113,9 +113,12 @@ class StreamedMessage:
     async def end(self) -> None:
         controls = self.answer.final_controls()
         try:
-            await self.stop(controls)
+            stopped = await self.stop(controls)
         except StreamStopped:
-            # The whole text showed, then a person pressed stop before our stop went: the controls still belong.
+            stopped = False  # the whole text showed, then a person pressed stop before ours went
+        if not stopped and controls:
+            # The stop did not carry the controls (a person's stop came first, or Slack expired the stream while
+            # the stop waited for Tier 2): they still belong under the answer.
             a = self.answer
             blocks = [markdown(self.markdown), *controls]
             try:
@@ -131,11 +134,11 @@ class StreamedMessage:
             await self._call("chat.appendStream", urgent=True, markdown_text="\n```")
         await self.stop()
 
-    async def stop(self, controls: Sequence[Block] = ()) -> None:
+    async def stop(self, controls: Sequence[Block] = ()) -> bool:
         """Stop the stream, with the answer's final `controls` under it; raises `StreamStopped` when a person did.
 
         The whole text is already visible: the stop may wait for the Tier 2 budget, and other failures are
-        only logged (Slack closes a stream after a while anyway).
+        only logged (Slack closes a stream after a while anyway). False when Slack did not take the stop.
         """
         a = self.answer
         extra: dict[str, Any] = {"blocks": list(controls)} if controls else {}
@@ -143,6 +146,8 @@ class StreamedMessage:
             await self._call("chat.stopStream", urgent=False, api=True, **extra)
         except (SlackCallError, RateLimited) as exc:
             log.info("could not stop the stream in %s (%s); Slack closes it after a while", a.channel, exc)
+            return False
+        return True
 
     async def _call(self, method: str, *, urgent: bool, api: bool = False, **payload: Any) -> None:
         """A call on this stream; `api`: not in the writer's held slot (a stop waits for its own)."""

@@ -52,7 +52,7 @@ class Writer(Protocol):
 
     def append(self, text: str) -> None: ...
 
-    async def finish(self, notes: Sequence[str] = (), *, retry: bool = False) -> None: ...
+    async def finish(self, notes: Sequence[str] = (), *, retry: bool = False, rerun: bool = True) -> None: ...
 
     async def abort(self) -> None: ...
 
@@ -112,7 +112,7 @@ class Writers:
         thread_ts: str,
         *,
         recipient_user_id: str,
-        answer_id: int = 0,
+        answer_id: int,
         reuse: Sequence[str] = (),
     ) -> AnswerWriter:
         """A writer for one answer; `reuse`: the messages of an earlier answer to re-write in place."""

@@ -242,6 +242,24 @@ async def test_a_stop_pressed_after_the_whole_text_still_gets_the_controls(slack
     assert_counts_back_to_zero(api)
 
 
+async def test_a_stream_that_expired_while_its_stop_waited_still_gets_the_controls(
+    slack: fs.FakeSlack, api: SlackApi
+) -> None:
+    slack.limits["chat.stopStream"] = (0, 60.0)  # our stop waits (Tier 2) while Slack's five minutes run out
+    w = writer(api, "native")
+    await w.start()
+    w.append("all of it")
+    await w.finish()
+    [reply] = replies(slack)
+    slack.stream_ttl = 0.0  # expired: the stop, when it goes, answers message_not_in_streaming_state
+    slack.limits.pop("chat.stopStream")
+    api.pacer(TEAM).budget._blocked_until.clear()
+    await w._writers.close(grace=10)
+    assert [c.error for c in slack.calls_to("chat.stopStream")][-1] == "message_not_in_streaming_state"
+    assert reply.text == "all of it" and action_ids(reply.blocks) == [FEEDBACK_ACTION, REGENERATE_ACTION]
+    assert_counts_back_to_zero(api)
+
+
 # answers re-written in place ------------------------------------------------------------------------------
 
 

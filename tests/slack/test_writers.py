@@ -8,7 +8,7 @@ from collections import deque
 import pytest
 
 from bot.slack.api import SlackApi, SlackCallError
-from bot.slack.writers import AnswerWriter, Writers
+from bot.slack.writers import AnswerWriter, Writers, with_notes
 from tests.fakes import slack as fs
 
 CHANNEL = "C0WRITE"
@@ -16,7 +16,9 @@ THREAD = "1700000000.000100"
 
 
 def writer(api: SlackApi, mode: str, *, min_interval: float = 0.05) -> AnswerWriter:
-    return Writers(api, mode=mode, min_interval=min_interval).new(TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA")
+    return Writers(api, mode=mode, min_interval=min_interval).new(
+        TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA", answer_id=1
+    )
 
 
 TEAM = fs.TEAM
@@ -134,7 +136,7 @@ async def test_queued_answers_use_no_native_capacity_until_their_turn(api: Slack
     """Writers for turns still waiting on their thread's lock used to count as streams starting, so a busy
     thread could use up the workspace's native streaming."""
     writers = Writers(api, mode="auto")
-    queued = [writers.new(TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA") for _ in range(40)]
+    queued = [writers.new(TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA", answer_id=i + 1) for i in range(40)]
     assert len(queued) == 40
     pacer = api.pacer(TEAM)
     assert pacer.native_starting == 0 and pacer.native_has_room()
@@ -258,7 +260,7 @@ async def test_an_old_stream_rolls_over_before_slack_expires_it(slack: fs.FakeSl
 
     slack.stream_ttl = 1.2
     w = Writers(api, mode="native", min_interval=0.05, stream_max_age=0.4).new(
-        TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA"
+        TEAM, CHANNEL, THREAD, recipient_user_id="U0ADA", answer_id=1
     )
     text = " ".join(f"w{i:05d}" for i in range(1, 301))
     await w.start()
@@ -290,3 +292,18 @@ async def test_an_empty_stream_is_stopped_before_it_is_removed_for_a_placeholder
     assert reply.text == "the answer" and not reply.stream_started
     assert not any(c.error for c in slack.calls if c.method != "assistant.threads.setStatus")
     assert not any(m.streaming for m in slack.deleted)
+
+
+@pytest.mark.parametrize(
+    ("text", "notes", "shown"),
+    [
+        ("Done.", [], "Done."),
+        ("Done.", ["Cut short."], "Done.\n\n_⚠️ Cut short._"),
+        ("", ["Failed."], "_⚠️ Failed._"),
+        # cut off inside a code block: the block is closed, so the note is not shown as code
+        ("```\n{\"a\": 1", ["Stopped."], "```\n{\"a\": 1\n```\n\n_⚠️ Stopped._"),
+        ("```\nx\n```\nafter", ["Stopped."], "```\nx\n```\nafter\n\n_⚠️ Stopped._"),
+    ],
+)
+def test_notes_follow_the_answer_outside_any_code_block(text: str, notes: list[str], shown: str) -> None:
+    assert with_notes(text, notes) == shown
