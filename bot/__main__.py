@@ -13,6 +13,7 @@ from bot.config import ConfigError, environment, load_settings
 from bot.core.personas import PersonaError
 from bot.logs import configure_logging
 from bot.runtime import StartupError, run
+from bot.storage import StoreError
 
 DESCRIPTION = "A Slack assistant that answers with Mistral's chat models."
 EPILOG = (
@@ -50,7 +51,7 @@ def run_bot(args: argparse.Namespace) -> int:
         run(settings)
     except PersonaError as exc:
         return _refuse(f"PERSONAS_FILE: {exc}")
-    except StartupError as exc:
+    except (StartupError, StoreError) as exc:
         return _refuse(str(exc))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
         return 130

@@ -21,7 +21,7 @@ from bot.mistral import MistralClient, Timeouts
 from bot.personas import Personas, load_catalog
 from bot.slack.api import SlackApi
 from bot.slack.writers import Writers
-from bot.storage import SQLiteStore, Store
+from bot.storage import Store, open_store
 from bot.tokens import TokenCounter
 from bot.users import UserDirectory
 
@@ -54,7 +54,7 @@ class KnownBot(AsyncAuthorize):
 
 async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
     catalog = load_catalog(settings.personas_file)  # a bad file stops start-up with a clear line
-    store = await SQLiteStore.open(settings.database_path)
+    store = await open_store(settings)  # SQLite or PostgreSQL, as DATABASE_URL says; StoreError if unusable
     # One session for every Web API call: slack_sdk opens a new one per call otherwise, and with it a new
     # connection, which costs more CPU than the rest of an answer's work.
     session = aiohttp.ClientSession()

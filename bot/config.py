@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -42,7 +43,10 @@ class Settings:
     mistral_base_url: str = "https://api.mistral.ai"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     model: ModelParams = field(default_factory=lambda: ModelParams(model="mistral-large-latest"))
-    database_path: str = "bot.db"
+    database_path: str = "bot.db"  # SQLite's file, when database_url is None
+    # A PostgreSQL connection URL (it may hold a password); None → SQLite at database_path.
+    database_url: str | None = field(default=None, repr=False)
+    database_pool_size: int = 4
     log_level: str = "INFO"
     personas_file: Path = Path("personas.toml")
     persona_admins: frozenset[str] = frozenset()
@@ -141,6 +145,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     admins = r.optional("PERSONA_ADMINS") or ""
+    database_path, database_url = _database(r.optional("DATABASE_URL") or "sqlite:///bot.db")
     return Settings(
         slack_bot_token=bot_token,
         slack_app_token=app_token,
@@ -151,7 +156,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mistral_base_url=r.url("MISTRAL_BASE_URL", "https://api.mistral.ai").rstrip("/"),
         system_prompt=r.optional("SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
         model=model,
-        database_path=_sqlite_path(r.optional("DATABASE_URL") or "sqlite:///bot.db"),
+        database_path=database_path,
+        database_url=database_url,
+        database_pool_size=r.integer("DATABASE_POOL_SIZE", minimum=1, maximum=100) or 4,
         log_level=log_level,
         personas_file=Path(r.optional("PERSONAS_FILE") or "personas.toml"),
         persona_admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
@@ -165,12 +172,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def _sqlite_path(url: str) -> str:
-    """`sqlite:///bot.db` → `bot.db`; `sqlite:////var/data/bot.db` → `/var/data/bot.db`."""
+DATABASE_URL_FORMS = (
+    "DATABASE_URL must look like sqlite:///relative/path.db, sqlite:////absolute/path.db "
+    "or postgresql://user:password@host:port/dbname"
+)
+
+
+def _database(url: str) -> tuple[str, str | None]:
+    """(SQLite path, PostgreSQL URL): `sqlite:///bot.db` → ("bot.db", None); `postgresql://…` → default path, URL.
+
+    `sqlite:////var/data/bot.db` → `/var/data/bot.db`. `postgres://` is PostgreSQL too. Errors never show the
+    URL: it may hold a password.
+    """
     prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ConfigError("DATABASE_URL must look like sqlite:///relative/path.db or sqlite:////absolute/path.db")
-    return url[len(prefix) :]
+    if url.startswith(prefix) and len(url) > len(prefix):
+        return url[len(prefix) :], None
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("postgresql", "postgres") or not rest:
+        raise ConfigError(DATABASE_URL_FORMS)
+    try:
+        _ = urlsplit(url).port  # a port that is no number fails here rather than at start-up
+    except ValueError:
+        raise ConfigError("DATABASE_URL: the port must be a number between 0 and 65535") from None
+    return Settings.database_path, url
 
 
 class _Reader:

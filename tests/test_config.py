@@ -37,6 +37,17 @@ def test_socket_mode_needs_no_signing_secret_and_urls_are_normalised() -> None:
 
 
 @pytest.mark.parametrize(
+    "url", ["postgresql://bot:secret@db.internal:5433/bot", "postgres://bot:secret@db.internal/bot"]
+)
+def test_a_postgresql_url_selects_postgresql_and_stays_out_of_repr(url: str) -> None:
+    s = load_settings({**BASE, "DATABASE_URL": url, "DATABASE_POOL_SIZE": "8"})
+    assert s.database_url == url and s.database_pool_size == 8
+    assert "secret" not in repr(s)
+    sqlite = load_settings(BASE)
+    assert sqlite.database_url is None and sqlite.database_pool_size == 4
+
+
+@pytest.mark.parametrize(
     "change,name",
     [
         ({"SLACK_BOT_TOKEN": ""}, "SLACK_BOT_TOKEN"),
@@ -47,7 +58,10 @@ def test_socket_mode_needs_no_signing_secret_and_urls_are_normalised() -> None:
         ({"SLACK_API_URL": "slack.com"}, "SLACK_API_URL"),
         ({"PORT": "eighty"}, "PORT"),
         ({"PORT": "70000"}, "PORT"),
-        ({"DATABASE_URL": "postgres://x"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u:secret@h:port/db"}, "DATABASE_URL"),
+        ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE"),
         ({"MISTRAL_TEMPERATURE": "3"}, "MISTRAL_TEMPERATURE"),
         ({"MISTRAL_TEMPERATURE": "nan"}, "MISTRAL_TEMPERATURE"),
         ({"MISTRAL_TOP_P": "0"}, "MISTRAL_TOP_P"),

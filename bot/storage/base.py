@@ -1,7 +1,7 @@
 """What the bot keeps, and the one interface every storage backend implements.
 
-SQLite is the backend today; a PostgreSQL backend for multi-replica deployments implements the same
-`Store` protocol. Nothing outside `bot.storage` imports a database driver.
+SQLite is the default backend, for one process; PostgreSQL (`bot.storage.postgres`), for several replicas,
+implements the same `Store` protocol. Nothing outside `bot.storage` imports a database driver.
 """
 
 from __future__ import annotations
@@ -24,6 +24,22 @@ class Status(StrEnum):
 
 
 UNFINISHED = (Status.PENDING, Status.STREAMING)
+
+
+class StoreError(Exception):
+    """The store cannot be opened, and the bot must not start; the message is one line that says why.
+
+    It names DATABASE_URL where that helps, never the URL itself (it may hold a password).
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (or refuses the connection) at start-up."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer version of the bot: this one does not know its schema."""
+
 
 # What a person may say about an answer (the feedback buttons).
 FEEDBACK_VALUES = ("good", "bad")

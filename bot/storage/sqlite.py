@@ -15,7 +15,6 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.core.params import ModelParams
 from bot.storage.base import (
     FEEDBACK_VALUES,
     UNFINISHED,
@@ -34,109 +33,20 @@ from bot.storage.base import (
     Usage,
 )
 from bot.storage.migrations import migrate
-
-# Statuses whose text belongs in the model's history.
-_IN_HISTORY = (Status.COMPLETE, Status.PARTIAL)
-
-# A thread's turns: served by the messages_by_conversation index, the answers' questions by primary key.
-HISTORY_QUERY = f"""
-    SELECT m.id, m.role, m.text, m.slack_user, m.slack_ts, m.status, m.tokens,
-           COALESCE(q.slack_ts, m.slack_ts) AS position
-    FROM messages m LEFT JOIN messages q ON q.id = m.reply_to
-    WHERE m.conversation_id = ? AND position IS NOT NULL AND position <= ?
-      AND m.status IN ({",".join("?" * len(_IN_HISTORY))}) AND m.text != ''
-    ORDER BY position, m.id
-"""
-
-# A question `q` that is not the last of its thread: a person (not a deleted message) wrote after it.
-# Served by messages_slack_ts (a comparison on slack_ts implies the index's NOT NULL).
-_LATER_QUESTION = f"""
-    SELECT 1 FROM messages l
-    WHERE l.conversation_id = q.conversation_id AND l.slack_ts > q.slack_ts
-      AND l.role = 'user' AND l.status != '{Status.DELETED}'
-"""
-
-# An answer with its question and thread, all by primary key.
-ANSWER_REF_QUERY = f"""
-    SELECT a.id, a.status, a.text, a.slack_parts, q.id, q.slack_ts, q.slack_user,
-           NOT EXISTS ({_LATER_QUESTION}) AS latest,
-           c.id, c.team_id, c.channel_id, c.thread_ts, c.system_prompt, c.persona, c.params
-    FROM messages a
-    JOIN messages q ON q.id = a.reply_to
-    JOIN conversations c ON c.id = a.conversation_id
-    WHERE a.id = ? AND a.role = 'assistant'
-"""
-
-# Re-run an answer in place: only the latest of its thread, not while it is being written, and not once its
-# question was deleted. One statement, so two clicks at once cannot both pass the checks.
-RESTART_QUERY = f"""
-    UPDATE messages SET text = '', status = ?, finish_reason = NULL, prompt_tokens = NULL,
-           completion_tokens = NULL, total_tokens = NULL, tokens = NULL, updated_at = ?
-    WHERE id = ? AND role = 'assistant' AND status NOT IN ({",".join("?" * len(UNFINISHED))})
-      AND EXISTS (
-        SELECT 1 FROM messages q
-        WHERE q.id = messages.reply_to AND q.status != '{Status.DELETED}' AND NOT EXISTS ({_LATER_QUESTION})
-      )
-"""
-
-# Ratings per channel and persona name; from a workspace's conversations down to their answers' ratings.
-FEEDBACK_COUNTS_QUERY = """
-    SELECT c.channel_id, c.persona,
-           SUM(CASE WHEN f.value = 'good' THEN 1 ELSE 0 END),
-           SUM(CASE WHEN f.value = 'bad' THEN 1 ELSE 0 END)
-    FROM conversations c
-    JOIN messages m ON m.conversation_id = c.id
-    JOIN feedback f ON f.answer_id = m.id
-    WHERE c.team_id = ?
-    GROUP BY c.channel_id, c.persona
-"""
-
-# A thread's last activity: one step down messages_activity.
-_LAST_ACTIVITY = "COALESCE((SELECT MAX(m.updated_at) FROM messages m WHERE m.conversation_id = c.id), c.created_at)"
-
-# The threads the person wrote in (from messages_by_user, not from every thread of the workspace), each with
-# its first question (the first entry of messages_slack_ts).
-RECENT_CONVERSATIONS_QUERY = f"""
-    SELECT c.channel_id, c.thread_ts,
-           (SELECT f.text FROM messages f
-            WHERE f.conversation_id = c.id AND f.slack_ts IS NOT NULL AND f.role = 'user'
-              AND f.status != '{Status.DELETED}'
-            ORDER BY f.slack_ts LIMIT 1) AS first_question,
-           {_LAST_ACTIVITY} AS last_activity
-    FROM (
-        SELECT DISTINCT w.conversation_id FROM messages w
-        WHERE w.slack_user = ? AND w.role = 'user' AND w.status != '{Status.DELETED}'
-    ) AS wrote
-    JOIN conversations c ON c.id = wrote.conversation_id
-    WHERE c.team_id = ?
-    ORDER BY last_activity DESC, c.id DESC
-    LIMIT ?
-"""
-
-# Channels with threads or a stored persona; a persona set counts as activity in its channel.
-CHANNELS_IN_USE_QUERY = f"""
-    SELECT u.channel_id, u.last_activity, p.system_prompt, p.params, p.persona
-    FROM (
-        SELECT channel_id, MAX(seen_at) AS last_activity FROM (
-            SELECT c.channel_id, {_LAST_ACTIVITY} AS seen_at FROM conversations c WHERE c.team_id = ?
-            UNION ALL
-            SELECT channel_id, updated_at FROM channel_personas WHERE team_id = ?
-        ) AS activity
-        GROUP BY channel_id
-        ORDER BY last_activity DESC, channel_id
-        LIMIT ?
-    ) AS u
-    LEFT JOIN channel_personas p ON p.team_id = ? AND p.channel_id = u.channel_id
-    ORDER BY u.last_activity DESC, u.channel_id
-"""
-
-
-def _persona(system_prompt: str, params: str, name: str | None) -> Persona:
-    return Persona(system_prompt, ModelParams.from_stored(params), name)
-
-
-def _conversation(conv_id: int, key: ThreadKey, system_prompt: str, name: str | None, params: str) -> Conversation:
-    return Conversation(conv_id, key, _persona(system_prompt, params, name))
+from bot.storage.queries import (
+    ANSWER_REF_QUERY,
+    CHANNELS_IN_USE_QUERY,
+    FEEDBACK_COUNTS_QUERY,
+    HISTORY_QUERY,
+    IN_HISTORY,
+    RECENT_CONVERSATIONS_QUERY,
+    RESTART_QUERY,
+    UNFINISHED_QUERY,
+    answer_ref,
+    stored_message,
+)
+from bot.storage.queries import conversation as _conversation
+from bot.storage.queries import persona as _persona
 
 
 async def _to_the_end(work: Awaitable[None]) -> None:
@@ -281,8 +191,8 @@ class SQLiteStore:
         # An answer sits right after the message it replies to, wherever its own Slack ts falls: a person
         # may write again while the answer is still being written. Slack ts strings are fixed-width
         # ("1700000000.000100"), so text order is time order.
-        rows = await self._rows(HISTORY_QUERY, (conversation_id, up_to_ts, *_IN_HISTORY))
-        return [StoredMessage(r[0], r[1], r[2], r[3], r[4], Status(r[5]), r[6]) for r in rows]
+        rows = await self._rows(HISTORY_QUERY, (conversation_id, up_to_ts, *IN_HISTORY))
+        return [stored_message(r) for r in rows]
 
     async def record_tokens(self, counts: Iterable[tuple[StoredMessage, int]]) -> None:
         rows = [(tokens, m.id, m.text) for m, tokens in counts]
@@ -327,12 +237,7 @@ class SQLiteStore:
         )
 
     async def unfinished_answers(self) -> list[UnfinishedAnswer]:
-        rows = await self._rows(
-            f"SELECT m.id, c.team_id, c.channel_id, c.thread_ts, m.text, m.slack_parts "
-            f"FROM messages m JOIN conversations c ON c.id = m.conversation_id "
-            f"WHERE m.role = 'assistant' AND m.status IN ({','.join('?' * len(UNFINISHED))}) ORDER BY m.id",
-            UNFINISHED,
-        )
+        rows = await self._rows(UNFINISHED_QUERY, UNFINISHED)
         return [UnfinishedAnswer(r[0], ThreadKey(r[1], r[2], r[3]), r[4], json.loads(r[5])) for r in rows]
 
     # edits and deletions from Slack -----------------------------------------------------------------
@@ -423,19 +328,7 @@ class SQLiteStore:
         rows = await self._rows(ANSWER_REF_QUERY, (answer_id,))
         if not rows:
             return None
-        r = rows[0]
-        conversation = _conversation(r[8], ThreadKey(r[9], r[10], r[11]), r[12], r[13], r[14])
-        return AnswerRef(
-            answer_id=r[0],
-            conversation=conversation,
-            user_message_id=r[4],
-            user_ts=r[5],
-            asker=r[6],
-            status=Status(r[1]),
-            text=r[2],
-            slack_parts=json.loads(r[3]),
-            latest=bool(r[7]),
-        )
+        return answer_ref(rows[0])
 
     async def is_participant(self, conversation_id: int, user_id: str) -> bool:
         rows = await self._rows(

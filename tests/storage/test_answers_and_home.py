@@ -1,4 +1,7 @@
-"""Feedback, Retry and Regenerate in place, and the Home tab's look-ups (issue 10), against SQLite."""
+"""Feedback, Retry and Regenerate in place, and the Home tab's look-ups (issue 10), on both backends.
+
+Query plans, cancellation inside aiosqlite and migrating an old SQLite file are SQLite's own.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +26,10 @@ from bot.storage import (
     Usage,
 )
 from bot.storage import migrations as migrations_module
+from bot.storage import postgres as postgres_module
 from bot.storage import sqlite as sqlite_module
 from bot.storage.migrations import MIGRATIONS, migrate
+from tests.storage.conftest import AnyStore, query
 from tests.storage.test_sqlite import Gate, committed
 
 KEY = ThreadKey("T1", "C1", "1700000100.000001")
@@ -46,11 +51,12 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(sqlite_module, "time", fake)
+    monkeypatch.setattr(postgres_module, "time", fake)
     return fake
 
 
 async def answered(
-    store: SQLiteStore,
+    store: AnyStore,
     key: ThreadKey,
     ts: str,
     user: str = "U1",
@@ -75,11 +81,12 @@ async def answered(
     return turn
 
 
-async def answer_row(store: SQLiteStore, answer_id: int) -> tuple[object, ...]:
-    rows = await store._rows(
+async def answer_row(store: AnyStore, answer_id: int) -> tuple[object, ...]:
+    rows = await query(
+        store,
         "SELECT text, status, slack_parts, slack_ts, finish_reason, prompt_tokens, completion_tokens, "
         "total_tokens, tokens FROM messages WHERE id = ?",
-        (answer_id,),
+        answer_id,
     )
     return tuple(rows[0])
 
@@ -87,28 +94,26 @@ async def answer_row(store: SQLiteStore, answer_id: int) -> tuple[object, ...]:
 # feedback ----------------------------------------------------------------------------------------------------
 
 
-async def test_a_second_click_replaces_the_first(store: SQLiteStore, clock: Clock) -> None:
+async def test_a_second_click_replaces_the_first(store: AnyStore, clock: Clock) -> None:
     turn = await answered(store, KEY, "1700000100.000001")
     assert await store.record_feedback(turn.answer_id, "U1", "good")
     assert await store.record_feedback(turn.answer_id, "U2", "bad")
     clock.now = 2000.0
     assert await store.record_feedback(turn.answer_id, "U1", "bad")
     assert await store.feedback_of(turn.answer_id) == {"U1": "bad", "U2": "bad"}
-    rows = await store._rows("SELECT user_id, at FROM feedback ORDER BY user_id")
-    assert [tuple(r) for r in rows] == [("U1", 2000.0), ("U2", 1000.0)]
+    rows = await query(store, "SELECT user_id, at FROM feedback ORDER BY user_id")
+    assert rows == [("U1", 2000.0), ("U2", 1000.0)]
 
 
 @pytest.mark.parametrize("target,value", [("unknown", "good"), ("question", "good"), ("answer", "meh"), ("answer", "")])
-async def test_feedback_on_no_answer_or_of_no_known_value_is_refused(
-    store: SQLiteStore, target: str, value: str
-) -> None:
+async def test_feedback_on_no_answer_or_of_no_known_value_is_refused(store: AnyStore, target: str, value: str) -> None:
     turn = await answered(store, KEY, "1700000100.000001")
     answer_id = {"unknown": 999, "question": turn.user_message_id, "answer": turn.answer_id}[target]
     assert not await store.record_feedback(answer_id, "U1", value)
-    assert await store._rows("SELECT * FROM feedback") == []
+    assert await query(store, "SELECT * FROM feedback") == []
 
 
-async def test_feedback_is_counted_per_channel_and_persona_in_one_workspace(store: SQLiteStore) -> None:
+async def test_feedback_is_counted_per_channel_and_persona_in_one_workspace(store: AnyStore) -> None:
     kind_c1 = await answered(store, ThreadKey("T1", "C1", "1.000001"), "1.000001")
     default_c1 = await answered(store, ThreadKey("T1", "C1", "2.000001"), "2.000001", persona=DEFAULT)
     kind_c2 = await answered(store, ThreadKey("T1", "C2", "3.000001"), "3.000001")
@@ -137,7 +142,7 @@ async def test_feedback_is_counted_per_channel_and_persona_in_one_workspace(stor
 # what a button points at ------------------------------------------------------------------------------------
 
 
-async def test_answer_ref_names_the_question_thread_and_whether_it_is_the_latest(store: SQLiteStore) -> None:
+async def test_answer_ref_names_the_question_thread_and_whether_it_is_the_latest(store: AnyStore) -> None:
     first = await answered(store, KEY, "1700000100.000001", "U1", question="q1", answer="a1")
     ref = await store.answer_ref(first.answer_id)
     assert ref == AnswerRef(
@@ -165,13 +170,13 @@ async def test_answer_ref_names_the_question_thread_and_whether_it_is_the_latest
     assert (await store.answer_ref(first.answer_id)).latest  # type: ignore[union-attr]
 
 
-async def test_answer_ref_of_no_answer_is_none(store: SQLiteStore) -> None:
+async def test_answer_ref_of_no_answer_is_none(store: AnyStore) -> None:
     turn = await answered(store, KEY, "1700000100.000001")
     assert await store.answer_ref(999) is None
     assert await store.answer_ref(turn.user_message_id) is None
 
 
-async def test_participants_are_those_who_wrote_a_message_still_there(store: SQLiteStore) -> None:
+async def test_participants_are_those_who_wrote_a_message_still_there(store: AnyStore) -> None:
     turn = await answered(store, KEY, "1700000100.000001", "U1")
     other = await answered(store, ThreadKey("T1", "C1", "1700000200.000001"), "1700000200.000001", "U4")
     conversation_id = turn.conversation.id
@@ -190,7 +195,7 @@ async def test_participants_are_those_who_wrote_a_message_still_there(store: SQL
 
 @pytest.mark.parametrize("status", [Status.COMPLETE, Status.PARTIAL, Status.FAILED])
 async def test_restart_empties_the_answer_keeps_its_slack_messages_and_drops_its_ratings(
-    store: SQLiteStore, status: Status
+    store: AnyStore, status: Status
 ) -> None:
     turn = await answered(store, KEY, "1700000100.000001", answer="old" if status is not Status.FAILED else "")
     history = await store.history(turn.conversation.id, turn.user_ts)
@@ -226,7 +231,7 @@ async def test_restart_empties_the_answer_keeps_its_slack_messages_and_drops_its
 
 
 @pytest.mark.parametrize("status", [Status.PENDING, Status.STREAMING])
-async def test_no_restart_while_the_answer_is_being_written(store: SQLiteStore, status: Status) -> None:
+async def test_no_restart_while_the_answer_is_being_written(store: AnyStore, status: Status) -> None:
     turn = await store.claim_turn(KEY, KIND, NewMessage("user", "q", "1700000100.000001", "U1"))
     assert turn is not None
     if status is Status.STREAMING:
@@ -235,7 +240,7 @@ async def test_no_restart_while_the_answer_is_being_written(store: SQLiteStore, 
     assert (await answer_row(store, turn.answer_id))[:2] == ("" if status is Status.PENDING else "so far", status)
 
 
-async def test_no_restart_of_an_answer_a_later_question_followed(store: SQLiteStore) -> None:
+async def test_no_restart_of_an_answer_a_later_question_followed(store: AnyStore) -> None:
     first = await answered(store, KEY, "1700000100.000001", question="q1", answer="a1")
     second = await answered(store, KEY, "1700000102.000001", question="q2", answer="a2")
     assert await store.record_feedback(first.answer_id, "U1", "good")
@@ -248,7 +253,7 @@ async def test_no_restart_of_an_answer_a_later_question_followed(store: SQLiteSt
     assert second.answer_id
 
 
-async def test_no_restart_of_an_answer_whose_question_was_deleted_or_of_no_answer(store: SQLiteStore) -> None:
+async def test_no_restart_of_an_answer_whose_question_was_deleted_or_of_no_answer(store: AnyStore) -> None:
     turn = await answered(store, KEY, "1700000100.000001")
     assert await store.restart_answer(999) is None
     assert await store.restart_answer(turn.user_message_id) is None
@@ -257,7 +262,7 @@ async def test_no_restart_of_an_answer_whose_question_was_deleted_or_of_no_answe
     assert (await answer_row(store, turn.answer_id))[:2] == ("a", Status.COMPLETE)
 
 
-async def test_two_clicks_at_once_restart_the_answer_once(store: SQLiteStore) -> None:
+async def test_two_clicks_at_once_restart_the_answer_once(store: AnyStore) -> None:
     turn = await answered(store, KEY, "1700000100.000001")
     results = await asyncio.gather(*(store.restart_answer(turn.answer_id) for _ in range(2)))
     won = [r for r in results if r is not None]
@@ -267,7 +272,7 @@ async def test_two_clicks_at_once_restart_the_answer_once(store: SQLiteStore) ->
     assert await store.restart_answer(turn.answer_id) is not None
 
 
-async def test_the_history_keeps_only_the_answer_that_stands(store: SQLiteStore) -> None:
+async def test_the_history_keeps_only_the_answer_that_stands(store: AnyStore) -> None:
     earlier = await answered(store, KEY, "1700000100.000001", question="q1", answer="a1")
     turn = await answered(store, KEY, "1700000102.000001", question="q2", answer="old answer")
     conversation_id = turn.conversation.id
@@ -291,7 +296,10 @@ async def test_the_history_keeps_only_the_answer_that_stands(store: SQLiteStore)
 
 
 @pytest.mark.parametrize("point", ["UPDATE", "DELETE", "COMMIT"])
-async def test_a_restart_cancelled_at_any_point_is_all_or_nothing(store: SQLiteStore, path: Path, point: str) -> None:
+async def test_a_restart_cancelled_at_any_point_is_all_or_nothing(
+    sqlite_store: AnyStore, path: Path, point: str
+) -> None:
+    store = sqlite_store
     turn = await answered(store, KEY, "1700000100.000001", answer="old")
     assert await store.record_feedback(turn.answer_id, "U1", "good")
     gate = Gate(point)
@@ -318,7 +326,7 @@ async def test_a_restart_cancelled_at_any_point_is_all_or_nothing(store: SQLiteS
 # the Home tab ---------------------------------------------------------------------------------------------
 
 
-async def test_recent_conversations_are_the_persons_own_most_recent_first(store: SQLiteStore, clock: Clock) -> None:
+async def test_recent_conversations_are_the_persons_own_most_recent_first(store: AnyStore, clock: Clock) -> None:
     a = ThreadKey("T1", "C1", "1700000100.000001")
     b = ThreadKey("T1", "C2", "1700000200.000001")
     c = ThreadKey("T1", "C1", "1700000300.000001")
@@ -351,7 +359,7 @@ async def test_recent_conversations_are_the_persons_own_most_recent_first(store:
     assert await store.recent_conversations("T1", "U9") == []
 
 
-async def test_channels_in_use_with_and_without_a_stored_persona(store: SQLiteStore, clock: Clock) -> None:
+async def test_channels_in_use_with_and_without_a_stored_persona(store: AnyStore, clock: Clock) -> None:
     clock.now = 100.0
     await answered(store, ThreadKey("T1", "C1", "1.000001"), "1.000001")
     clock.now = 110.0
@@ -385,7 +393,7 @@ TABLES = {"a", "q", "l", "c", "m", "f", "w", "p", "messages", "conversations", "
 
 
 @pytest.mark.parametrize(
-    "query,args,uses",
+    "sql,args,uses",
     [
         (sqlite_module.ANSWER_REF_QUERY, (1,), "SEARCH l USING INDEX messages_slack_ts"),
         (
@@ -404,10 +412,10 @@ TABLES = {"a", "q", "l", "c", "m", "f", "w", "p", "messages", "conversations", "
     ],
 )
 async def test_the_new_queries_search_indexes_and_scan_no_table(
-    store: SQLiteStore, query: str, args: tuple[object, ...], uses: str
+    sqlite_store: AnyStore, sql: str, args: tuple[object, ...], uses: str
 ) -> None:
     # SCAN of a subquery's own rows (a few channels, one person's threads) is fine; of a table it is not.
-    plan = [row[3] for row in await store._rows("EXPLAIN QUERY PLAN " + query, args)]
+    plan = [row[3] for row in await sqlite_store._rows("EXPLAIN QUERY PLAN " + sql, args)]
     scanned = [step for step in plan if step.startswith("SCAN") and step.split()[1] in TABLES]
     assert not scanned, plan
     assert any(step.startswith(uses) for step in plan), plan

@@ -12,6 +12,7 @@ from bot.core.personas import Persona
 from bot.storage import NewMessage, SQLiteStore, Status, ThreadKey, Usage
 from bot.storage.migrations import MIGRATIONS
 from bot.storage.sqlite import HISTORY_QUERY
+from tests.storage.conftest import AnyStore
 
 KEY = ThreadKey("T1", "C1", "1700000100.000001")
 PERSONA = Persona("be nice", ModelParams(temperature=0.2), "kind")
@@ -94,8 +95,10 @@ async def test_migrations_run_once(tmp_path: Path) -> None:
     assert len(names) == len(set(names))
 
 
-async def test_history_reads_one_thread_through_indexes_not_a_scan_of_every_message(store: SQLiteStore) -> None:
-    plan_rows = await store._rows(
+async def test_history_reads_one_thread_through_indexes_not_a_scan_of_every_message(
+    sqlite_store: SQLiteStore,
+) -> None:
+    plan_rows = await sqlite_store._rows(
         "EXPLAIN QUERY PLAN " + HISTORY_QUERY, (1, "1700000100.000001", Status.COMPLETE, Status.PARTIAL)
     )
     plan = [row[3] for row in plan_rows]
@@ -104,8 +107,7 @@ async def test_history_reads_one_thread_through_indexes_not_a_scan_of_every_mess
     assert any(step.startswith("SEARCH q USING INTEGER PRIMARY KEY") for step in plan), plan
 
 
-async def test_claims_are_once_only_and_history_is_ordered(tmp_path: Path) -> None:
-    store = await SQLiteStore.open(str(tmp_path / "c.db"))
+async def test_claims_are_once_only_and_history_is_ordered(store: AnyStore) -> None:
     first = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
     assert first is not None and first.created_conversation
     assert await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1")) is None
@@ -130,11 +132,9 @@ async def test_claims_are_once_only_and_history_is_ordered(tmp_path: Path) -> No
     # Pending answers are not history, and they are what a restart must mark.
     unfinished = await store.unfinished_answers()
     assert [u.answer_id for u in unfinished] == [second.answer_id]
-    await store.close()
 
 
-async def test_edits_deletions_and_backfill(tmp_path: Path) -> None:
-    store = await SQLiteStore.open(str(tmp_path / "d.db"))
+async def test_edits_deletions_and_backfill(store: AnyStore) -> None:
     turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q", "1700000100.000001", "U1"))
     assert turn is not None
     assert (
@@ -153,20 +153,17 @@ async def test_edits_deletions_and_backfill(tmp_path: Path) -> None:
     assert [m.text for m in history] == ["early, edited", "q"]
     assert await store.delete_message("T1", "C1", "1700000099.000001")
     assert [m.text for m in await store.history(turn.conversation.id, "1700000100.000001")] == ["q"]
-    await store.close()
 
 
-async def test_channel_personas_round_trip(tmp_path: Path) -> None:
-    store = await SQLiteStore.open(str(tmp_path / "e.db"))
+async def test_channel_personas_round_trip(store: AnyStore) -> None:
     assert await store.get_channel_persona("T1", "C1") is None
     await store.set_channel_persona("T1", "C1", PERSONA, "U1")
     assert await store.get_channel_persona("T1", "C1") == PERSONA
     await store.set_channel_persona("T1", "C1", None, "U1")
     assert await store.get_channel_persona("T1", "C1") is None
-    await store.close()
 
 
-async def test_token_counts_are_kept_until_the_text_changes(store: SQLiteStore, path: Path) -> None:
+async def test_token_counts_are_kept_until_the_text_changes(store: AnyStore) -> None:
     turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
     assert turn is not None
     await store.save_answer(turn.answer_id, text="a1", status=Status.COMPLETE, slack_parts=["1700000101.000001"])
@@ -217,8 +214,9 @@ async def committed(path: Path, sql: str, *args: object) -> list[tuple[object, .
 
 @pytest.mark.parametrize("point", ["lock", "BEGIN", "INSERT", "COMMIT"])
 async def test_a_transaction_cancelled_at_any_point_leaves_the_store_usable(
-    store: SQLiteStore, path: Path, point: str
+    sqlite_store: SQLiteStore, path: Path, point: str
 ) -> None:
+    store = sqlite_store
     turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
     assert turn is not None
     gate = Gate("INSERT" if point == "lock" else point)
@@ -259,8 +257,9 @@ async def test_a_transaction_cancelled_at_any_point_leaves_the_store_usable(
 
 
 async def test_a_single_statement_write_cancelled_while_it_runs_leaves_the_store_usable(
-    store: SQLiteStore, path: Path
+    sqlite_store: SQLiteStore, path: Path
 ) -> None:
+    store = sqlite_store
     turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
     assert turn is not None
     gate = Gate("UPDATE")
@@ -283,8 +282,9 @@ async def test_a_single_statement_write_cancelled_while_it_runs_leaves_the_store
 
 
 async def test_claims_cancelled_after_any_number_of_loop_iterations_are_all_or_nothing(
-    store: SQLiteStore, path: Path
+    sqlite_store: SQLiteStore, path: Path
 ) -> None:
+    store = sqlite_store
     outcomes = set()
     for k in range(60):
         ts = f"1700000{k:03d}.000001"
@@ -311,7 +311,8 @@ async def test_claims_cancelled_after_any_number_of_loop_iterations_are_all_or_n
 # stored personas --------------------------------------------------------------------------------------------
 
 
-async def test_stored_settings_that_todays_rules_refuse_still_load(store: SQLiteStore, path: Path) -> None:
+async def test_stored_settings_that_todays_rules_refuse_still_load(sqlite_store: SQLiteStore, path: Path) -> None:
+    store = sqlite_store
     # Validation happens when a persona is set or PERSONAS_FILE is read; a rule tightened later must not
     # break threads (or channels) that started under the old one.
     old = Persona("be bold", ModelParams(temperature=1.9, stop=("END",)), "bold")
