@@ -20,6 +20,7 @@ from bot.slack.blocks import FEEDBACK_ACTION, REGENERATE_ACTION, RETRY_ACTION, S
 
 log = logging.getLogger(__name__)
 
+
 def register(app: AsyncApp, conversations: Conversations) -> None:
     def on(action_id: str, handle: Callable[..., Awaitable[str | None]]) -> None:
         async def listener(
