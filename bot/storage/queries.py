@@ -18,6 +18,12 @@ Row = Sequence[Any]
 # Statuses whose text belongs in the model's history.
 IN_HISTORY = (Status.COMPLETE, Status.PARTIAL)
 
+# One thread's conversation, by its unique key.
+CONVERSATION_QUERY = (
+    "SELECT id, system_prompt, persona, params FROM conversations "
+    "WHERE team_id = ? AND channel_id = ? AND thread_ts = ?"
+)
+
 # A thread's turns: served by the messages_by_conversation index, the answers' questions by primary key.
 # An answer sits right after the message it replies to, wherever its own Slack ts falls (`position`); a
 # comparison with NULL is never true, so rows without a position are left out.

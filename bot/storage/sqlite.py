@@ -7,7 +7,6 @@ statements from different coroutines would otherwise interleave inside each othe
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
@@ -16,37 +15,19 @@ from pathlib import Path
 import aiosqlite
 
 from bot.storage.base import (
-    FEEDBACK_VALUES,
     UNFINISHED,
-    AnswerRef,
-    ChannelUse,
-    Conversation,
-    ConversationSummary,
-    FeedbackCount,
     NewMessage,
     Persona,
     Status,
     StoredMessage,
     ThreadKey,
     Turn,
-    UnfinishedAnswer,
-    Usage,
 )
 from bot.storage.migrations import migrate
 from bot.storage.queries import (
-    ANSWER_REF_QUERY,
-    CHANNELS_IN_USE_QUERY,
-    FEEDBACK_COUNTS_QUERY,
-    HISTORY_QUERY,
-    IN_HISTORY,
-    RECENT_CONVERSATIONS_QUERY,
     RESTART_QUERY,
-    UNFINISHED_QUERY,
-    answer_ref,
-    stored_message,
 )
-from bot.storage.queries import conversation as _conversation
-from bot.storage.queries import persona as _persona
+from bot.storage.sql_store import SQLStore
 
 
 async def _to_the_end(work: Awaitable[None]) -> None:
@@ -67,7 +48,7 @@ async def _to_the_end(work: Awaitable[None]) -> None:
         raise error
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._write_lock = asyncio.Lock()
@@ -121,17 +102,6 @@ class SQLiteStore:
         return list(await self._db.execute_fetchall(sql, tuple(args)))
 
     # conversations -----------------------------------------------------------------------------
-
-    async def get_conversation(self, key: ThreadKey) -> Conversation | None:
-        rows = await self._rows(
-            "SELECT id, system_prompt, persona, params FROM conversations "
-            "WHERE team_id = ? AND channel_id = ? AND thread_ts = ?",
-            (key.team_id, key.channel_id, key.thread_ts),
-        )
-        if not rows:
-            return None
-        conv_id, prompt, name, params = rows[0]
-        return _conversation(conv_id, key, prompt, name, params)
 
     async def claim_turn(self, key: ThreadKey, persona: Persona, message: NewMessage) -> Turn | None:
         now = time.time()
@@ -187,13 +157,6 @@ class SQLiteStore:
                 added += cursor.rowcount
         return added
 
-    async def history(self, conversation_id: int, up_to_ts: str) -> list[StoredMessage]:
-        # An answer sits right after the message it replies to, wherever its own Slack ts falls: a person
-        # may write again while the answer is still being written. Slack ts strings are fixed-width
-        # ("1700000000.000100"), so text order is time order.
-        rows = await self._rows(HISTORY_QUERY, (conversation_id, up_to_ts, *IN_HISTORY))
-        return [stored_message(r) for r in rows]
-
     async def record_tokens(self, counts: Iterable[tuple[StoredMessage, int]]) -> None:
         rows = [(tokens, m.id, m.text) for m, tokens in counts]
         if not rows:
@@ -202,141 +165,7 @@ class SQLiteStore:
             # Compared with the text that was counted: an edit in the meantime wins.
             await db.executemany("UPDATE messages SET tokens = ? WHERE id = ? AND text = ?", rows)
 
-    # answers ---------------------------------------------------------------------------------------
-
-    async def save_answer(
-        self,
-        answer_id: int,
-        *,
-        text: str,
-        status: Status,
-        slack_parts: list[str],
-        finish_reason: str | None = None,
-        usage: Usage | None = None,
-    ) -> None:
-        # Saved before every Slack update an answer makes: the cheapest write the store has.
-        await self._write(
-            "UPDATE messages SET text = ?, tokens = CASE WHEN text = ? THEN tokens END, status = ?, "
-            "slack_parts = ?, slack_ts = ?, "
-            "finish_reason = COALESCE(?, finish_reason), prompt_tokens = COALESCE(?, prompt_tokens), "
-            "completion_tokens = COALESCE(?, completion_tokens), total_tokens = COALESCE(?, total_tokens), "
-            "updated_at = ? WHERE id = ?",
-            (
-                text,
-                text,
-                status,
-                json.dumps(slack_parts),
-                slack_parts[0] if slack_parts else None,
-                finish_reason,
-                usage.prompt_tokens if usage else None,
-                usage.completion_tokens if usage else None,
-                usage.total_tokens if usage else None,
-                time.time(),
-                answer_id,
-            ),
-        )
-
-    async def unfinished_answers(self) -> list[UnfinishedAnswer]:
-        rows = await self._rows(UNFINISHED_QUERY, UNFINISHED)
-        return [UnfinishedAnswer(r[0], ThreadKey(r[1], r[2], r[3]), r[4], json.loads(r[5])) for r in rows]
-
-    # edits and deletions from Slack -----------------------------------------------------------------
-
-    async def edit_message(self, team_id: str, channel_id: str, slack_ts: str, text: str) -> bool:
-        # A count stays with the text it counted (Slack also sends edits that change only attachments).
-        return await self._update_user_message(
-            team_id, channel_id, slack_ts, "text = ?, tokens = CASE WHEN text = ? THEN tokens END", (text, text)
-        )
-
-    async def delete_message(self, team_id: str, channel_id: str, slack_ts: str) -> bool:
-        return await self._update_user_message(team_id, channel_id, slack_ts, "status = ?", (Status.DELETED,))
-
-    async def _update_user_message(
-        self, team_id: str, channel_id: str, slack_ts: str, assignment: str, args: tuple[object, ...]
-    ) -> bool:
-        changed = await self._write(
-            f"UPDATE messages SET {assignment}, updated_at = ? WHERE role = 'user' AND slack_ts = ? "
-            "AND conversation_id IN (SELECT id FROM conversations WHERE team_id = ? AND channel_id = ?)",
-            (*args, time.time(), slack_ts, team_id, channel_id),
-        )
-        return changed > 0
-
-    # channel personas -----------------------------------------------------------------------------
-
-    async def get_channel_persona(self, team_id: str, channel_id: str) -> Persona | None:
-        rows = await self._rows(
-            "SELECT system_prompt, params, persona FROM channel_personas WHERE team_id = ? AND channel_id = ?",
-            (team_id, channel_id),
-        )
-        if not rows:
-            return None
-        prompt, params, name = rows[0]
-        return _persona(prompt, params, name)
-
-    async def set_channel_persona(
-        self, team_id: str, channel_id: str, persona: Persona | None, updated_by: str
-    ) -> None:
-        async with self._transaction() as db:
-            if persona is None:
-                await db.execute(
-                    "DELETE FROM channel_personas WHERE team_id = ? AND channel_id = ?", (team_id, channel_id)
-                )
-                return
-            await db.execute(
-                "INSERT INTO channel_personas (team_id, channel_id, persona, system_prompt, params, updated_by, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, channel_id) DO UPDATE SET "
-                "persona = excluded.persona, system_prompt = excluded.system_prompt, params = excluded.params, "
-                "updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-                (
-                    team_id,
-                    channel_id,
-                    persona.name,
-                    persona.system_prompt,
-                    persona.params.to_json(),
-                    updated_by,
-                    time.time(),
-                ),
-            )
-
-    # feedback ----------------------------------------------------------------------------------------------
-
-    async def record_feedback(self, answer_id: int, user_id: str, value: str) -> bool:
-        if value not in FEEDBACK_VALUES:
-            return False
-        # Inserted from the answer row itself: an id that is no answer selects nothing, so stores nothing.
-        stored = await self._write(
-            "INSERT INTO feedback (answer_id, user_id, value, at) "
-            "SELECT id, ?, ?, ? FROM messages WHERE id = ? AND role = 'assistant' "
-            "ON CONFLICT (answer_id, user_id) DO UPDATE SET value = excluded.value, at = excluded.at",
-            (user_id, value, time.time(), answer_id),
-        )
-        return stored > 0
-
-    async def feedback_counts(self, team_id: str) -> list[FeedbackCount]:
-        rows = await self._rows(FEEDBACK_COUNTS_QUERY, (team_id,))
-        counts = [FeedbackCount(r[0], r[1], r[2], r[3]) for r in rows]
-        # Sorted here: databases disagree on where NULL (the default persona) sorts.
-        return sorted(counts, key=lambda c: (c.channel_id, c.persona is not None, c.persona or ""))
-
-    async def feedback_of(self, answer_id: int) -> dict[str, str]:
-        rows = await self._rows("SELECT user_id, value FROM feedback WHERE answer_id = ?", (answer_id,))
-        return {r[0]: r[1] for r in rows}
-
-    # buttons on answers ----------------------------------------------------------------------------------------
-
-    async def answer_ref(self, answer_id: int) -> AnswerRef | None:
-        rows = await self._rows(ANSWER_REF_QUERY, (answer_id,))
-        if not rows:
-            return None
-        return answer_ref(rows[0])
-
-    async def is_participant(self, conversation_id: int, user_id: str) -> bool:
-        rows = await self._rows(
-            "SELECT 1 FROM messages WHERE slack_user = ? AND conversation_id = ? AND role = 'user' "
-            "AND status != ? LIMIT 1",
-            (user_id, conversation_id, Status.DELETED),
-        )
-        return bool(rows)
+    # re-running an answer --------------------------------------------------------------------------------------
 
     async def restart_answer(self, answer_id: int) -> Turn | None:
         async with self._transaction() as db:
@@ -353,13 +182,3 @@ class SQLiteStore:
                 user_ts=ref.user_ts,
                 created_conversation=False,
             )
-
-    # the Home tab ---------------------------------------------------------------------------------------------
-
-    async def recent_conversations(self, team_id: str, user_id: str, limit: int = 10) -> list[ConversationSummary]:
-        rows = await self._rows(RECENT_CONVERSATIONS_QUERY, (user_id, team_id, limit))
-        return [ConversationSummary(ThreadKey(team_id, r[0], r[1]), r[2] or "", r[3]) for r in rows]
-
-    async def channels_in_use(self, team_id: str, limit: int = 50) -> list[ChannelUse]:
-        rows = await self._rows(CHANNELS_IN_USE_QUERY, (team_id, team_id, limit, team_id))
-        return [ChannelUse(r[0], _persona(r[2], r[3], r[4]) if r[2] is not None else None, r[1]) for r in rows]

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from bot.storage import SQLiteStore
-from bot.storage.postgres import PostgresStore, pg
+from bot.storage.postgres import PostgresStore
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 AnyStore = SQLiteStore | PostgresStore
@@ -69,6 +69,4 @@ def store(request: pytest.FixtureRequest) -> AnyStore:
 
 async def query(store: AnyStore, sql: str, *args: object) -> list[tuple[Any, ...]]:
     """Rows of `sql` (written with `?`) as the store's own connection reads them."""
-    if isinstance(store, PostgresStore):
-        return await store._rows(pg(sql), args)
-    return [tuple(r) for r in await store._rows(sql, args)]
+    return [tuple(r) for r in await store._rows(sql, args)]  # both backends read `?` placeholders

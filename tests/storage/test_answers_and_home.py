@@ -24,9 +24,11 @@ from bot.storage import (
     ThreadKey,
     Turn,
     Usage,
+    queries,
 )
 from bot.storage import migrations as migrations_module
 from bot.storage import postgres as postgres_module
+from bot.storage import sql_store as sql_store_module
 from bot.storage import sqlite as sqlite_module
 from bot.storage.migrations import MIGRATIONS, migrate
 from tests.storage.conftest import AnyStore, query
@@ -50,8 +52,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(sqlite_module, "time", fake)
-    monkeypatch.setattr(postgres_module, "time", fake)
+    for module in (sqlite_module, postgres_module, sql_store_module):  # every module of the store that reads time
+        monkeypatch.setattr(module, "time", fake)
     return fake
 
 
@@ -395,17 +397,17 @@ TABLES = {"a", "q", "l", "c", "m", "f", "w", "p", "messages", "conversations", "
 @pytest.mark.parametrize(
     "sql,args,uses",
     [
-        (sqlite_module.ANSWER_REF_QUERY, (1,), "SEARCH l USING INDEX messages_slack_ts"),
+        (queries.ANSWER_REF_QUERY, (1,), "SEARCH l USING INDEX messages_slack_ts"),
         (
-            sqlite_module.RESTART_QUERY,
-            (Status.PENDING, 1.0, 1, *sqlite_module.UNFINISHED),
+            queries.RESTART_QUERY,
+            (Status.PENDING, 1.0, 1, *queries.UNFINISHED),
             "SEARCH l USING INDEX messages_slack_ts",
         ),
-        (sqlite_module.FEEDBACK_COUNTS_QUERY, ("T1",), "SEARCH f USING INDEX sqlite_autoindex_feedback_1"),
-        (sqlite_module.RECENT_CONVERSATIONS_QUERY, ("U1", "T1", 10), "SEARCH w USING INDEX messages_by_user"),
+        (queries.FEEDBACK_COUNTS_QUERY, ("T1",), "SEARCH f USING INDEX sqlite_autoindex_feedback_1"),
+        (queries.RECENT_CONVERSATIONS_QUERY, ("U1", "T1", 10), "SEARCH w USING INDEX messages_by_user"),
         # A thread's last activity is one step down an index, not a read of each of its messages.
         (
-            sqlite_module.CHANNELS_IN_USE_QUERY,
+            queries.CHANNELS_IN_USE_QUERY,
             ("T1", "T1", 50, "T1"),
             "SEARCH m USING COVERING INDEX messages_activity",
         ),

@@ -101,7 +101,7 @@ async def test_claims_cancelled_at_any_point_are_all_or_nothing_and_return_their
             await asyncio.sleep(0)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        landed = bool(await postgres_store._rows("SELECT 1 FROM messages WHERE slack_ts = %s", (ts,)))
+        landed = bool(await postgres_store._rows("SELECT 1 FROM messages WHERE slack_ts = ?", (ts,)))
         again = await asyncio.wait_for(
             postgres_store.claim_turn(KEY, PERSONA, NewMessage("user", f"q{k}", ts, "U1")), 5
         )

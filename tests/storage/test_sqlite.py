@@ -11,7 +11,7 @@ from bot.core.params import ModelParams
 from bot.core.personas import Persona
 from bot.storage import NewMessage, SQLiteStore, Status, ThreadKey, Usage
 from bot.storage.migrations import MIGRATIONS
-from bot.storage.sqlite import HISTORY_QUERY
+from bot.storage.queries import HISTORY_QUERY
 from tests.storage.conftest import AnyStore
 
 KEY = ThreadKey("T1", "C1", "1700000100.000001")
