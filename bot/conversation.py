@@ -18,11 +18,10 @@ from typing import Any
 
 from bot.agent_view import set_thread_title
 from bot.answer import Answer, Stopped
-from bot.core.backfill import earlier_messages
+from bot.context import ThreadContext
 from bot.core.history import Prompt
 from bot.core.params import ModelParams, request_body
 from bot.core.prefix import PrefixedAnswer
-from bot.core.prompt import ThreadMessage, draft_prompt, names_to_look_up
 from bot.core.routing import Action, Incoming, classify_event
 from bot.core.slack_text import strip_leading_mention
 from bot.core.sse import Delta, Finish
@@ -81,9 +80,10 @@ class Conversations:
         self.out = out
         self.writers = writers
         self.personas = personas
-        self.tokens = tokens
         self.users = users
-        self._context_tokens = context_tokens
+        self.context = ThreadContext(
+            store=store, model=model, out=out, tokens=tokens, users=users, context_tokens=context_tokens
+        )
         self._total_timeout = total_timeout
         self._thread_locks: dict[ThreadKey, tuple[asyncio.Lock, int]] = {}  # lock, turns using it
         self._tasks: set[asyncio.Task[None]] = set()
@@ -208,9 +208,11 @@ class Conversations:
                     await answer.save(Status.COMPLETE)
                     return
                 if backfill and turn.created_conversation and message.in_thread:
-                    await self._backfill(turn, message, identity)
+                    await self.context.backfill(turn, before_ts=message.ts, bot_user_id=identity.bot_user_id)
                 params = self.personas.effective(turn.conversation.persona)
-                prompt = await self._prompt(turn, params, identity)
+                prompt = await self.context.prompt(
+                    turn, params, bot_user_id=identity.bot_user_id, bot_name=identity.bot_name
+                )
                 finish = await self._stream_unless_stopped(prompt, params, answer)
                 notes = []
                 if prompt.truncated_question:
@@ -332,48 +334,6 @@ class Conversations:
         if params.json_answers:
             answer.writer.append("\n```")
         return finish
-
-    async def _prompt(self, turn: Turn, params: ModelParams, identity: Identity) -> Prompt:
-        key = turn.conversation.key
-        stored = await self.store.history(turn.conversation.id, turn.user_ts)
-        messages = [ThreadMessage(m.id, m.role, m.text, m.slack_user, m.tokens) for m in stored]
-        wanted = names_to_look_up(messages=messages, bot_user_id=identity.bot_user_id)
-        names = await self.users.names(key.team_id, wanted)
-        draft = draft_prompt(
-            messages=messages,
-            names=names,
-            bot_user_id=identity.bot_user_id,
-            bot_name=identity.bot_name,
-            system_prompt=turn.conversation.persona.system_prompt,
-            params=params,
-            context_tokens=self._context_tokens or await self.model.context_length(params.model or ""),
-        )
-        # Counted in bytes, or exactly in a worker thread when the prompt may not fit; exact counts are kept.
-        assembly = await self.tokens.fit(draft)
-        if assembly.counted:
-            await self.store.record_tokens((m, assembly.counted[m.id]) for m in stored if m.id in assembly.counted)
-        return assembly.prompt
-
-    async def _backfill(self, turn: Turn, message: Incoming, identity: Identity) -> None:
-        """A mention inside a thread the bot wasn't in: read the earlier messages from Slack, once."""
-        key = turn.conversation.key
-        try:
-            data = await self.out.call(
-                key.team_id,
-                "conversations.replies",
-                retry_rate_limited=False,
-                channel=key.channel_id,
-                ts=key.thread_ts,
-                limit=100,
-            )
-        except (SlackCallError, RateLimited) as exc:
-            log.info("no thread history from Slack for %s (%s); answering without it", key.thread_ts, exc)
-            return
-        earlier = earlier_messages(data, before_ts=message.ts, bot_user_id=identity.bot_user_id)
-        added = await self.store.add_context(
-            turn.conversation.id, [NewMessage(m.role, m.text, m.ts, m.user) for m in earlier]
-        )
-        log.info("read %d earlier messages of thread %s from Slack", added, key.thread_ts)
 
     # life cycle -------------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.context import read_thread
 from bot.conversation import Conversations, Identity
 from bot.core.backfill import earlier_messages
 from bot.core.routing import Incoming, channel_type_of
@@ -51,10 +52,9 @@ async def summarize_thread(
     when it can read only part of the thread."""
     if not conversations.accepting:
         return RESTARTING
+    key = ThreadKey(team_id, channel_id, thread_ts)
     try:
-        data = await conversations.out.call(
-            team_id, "conversations.replies", retry_rate_limited=False, channel=channel_id, ts=thread_ts, limit=100
-        )
+        data = await read_thread(conversations.out, key)
     except RateLimited:
         return RATE_LIMITED
     except SlackCallError as exc:
@@ -65,7 +65,6 @@ async def summarize_thread(
         return EMPTY
     # The request sits after the thread's last message, so the history reads it last.
     request_ts = max(action_ts, after(max(m.ts for m in thread))) if _is_ts(action_ts) else after(thread[-1].ts)
-    key = ThreadKey(team_id, channel_id, thread_ts)
     persona = await conversations.personas.current(team_id, channel_id)
     turn = await conversations.store.claim_turn(key, persona, NewMessage("user", SUMMARY_REQUEST, request_ts, user_id))
     if turn is None:

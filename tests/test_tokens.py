@@ -176,7 +176,7 @@ async def test_a_short_conversation_is_answered_without_loading_the_tokenizer(ht
     await h.deliver(reply)
     await h.settle()
     assert len(h.mistral.chat_requests) == 2
-    assert not bot.conversations.tokens.loaded
+    assert not bot.conversations.context.tokens.loaded
 
 
 async def stored_counts(path: Path) -> list[tuple[str, int | None]]:
@@ -188,7 +188,7 @@ async def test_counts_are_stored_once_and_reused_on_the_next_turn(http_harness: 
     h = http_harness
     bot = await h.start(MISTRAL_CONTEXT_TOKENS="256", SYSTEM_PROMPT="Be brief.")
     loader = Loader()
-    bot.conversations.tokens = TokenCounter(load_exact=loader)
+    bot.conversations.context.tokens = TokenCounter(load_exact=loader)
     words = loader.counter
     assert isinstance(words, Words)
 
