@@ -8,15 +8,26 @@ showed: `keep_shown` trims the stored answer to it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from bot.core.sse import Finish
 from bot.slack.writers import Writer
-from bot.storage import Status, Store, Turn
+from bot.storage import UNFINISHED, Status, Store, StoreUnavailable, Turn
+
+log = logging.getLogger(__name__)
+
+# How long a final save waits for a database that is out of reach (a restart, a fail-over) before giving up.
+SAVE_PATIENCE = 60.0
 
 
 class Stopped(Exception):
     """Someone pressed the answer's Stop button: its model stream was cancelled."""
+
+
+class LeaseLost(Exception):
+    """Another process took the answer over (this one's lease lapsed, e.g. while the database was out of reach):
+    this one must show no more of it."""
 
 
 class Answer:
@@ -31,6 +42,7 @@ class Answer:
         self.stopped_by: str | None = None  # who pressed Stop
         self.stream: asyncio.Task[Finish | None] | None = None  # the model stream, while it runs
         self.streamed = False  # the model stream is over: too late to stop
+        self.lost = False  # the lease went to another process
         self._store = store
 
     def add(self, text: str) -> None:
@@ -59,10 +71,37 @@ class Answer:
         return Status.PARTIAL if self.text and self.writer.parts else Status.FAILED
 
     async def save(self, status: Status, **extra: Any) -> None:
-        await self._store.save_answer(
-            self.turn.answer_id, text=self.text, status=status, slack_parts=self.writer.parts, **extra
-        )
+        """Store the answer; a final status is retried while the database is out of reach (up to SAVE_PATIENCE).
+
+        Raises `LeaseLost` when another process holds the answer now.
+        """
+        delay, waited = 0.25, 0.0
+        while True:
+            try:
+                saved = await self._store.save_answer(
+                    self.turn.answer_id, text=self.text, status=status, slack_parts=self.writer.parts, **extra
+                )
+                break
+            except StoreUnavailable:
+                if status in UNFINISHED or waited >= SAVE_PATIENCE:
+                    raise
+                log.warning("the database is out of reach; answer %d is saved when it is back", self.turn.answer_id)
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 5.0)
+        if not saved:
+            self.lost = True
+            raise LeaseLost(f"answer {self.turn.answer_id} was taken over by another process")
 
     async def progress(self) -> None:
-        """After each Slack update: the store holds at least what people can see."""
-        await self.save(Status.STREAMING)
+        """Before each Slack update: the store holds at least what people can see.
+
+        A database out of reach does not hold the answer up: the next save carries the text. An answer taken
+        over by another process is not shown any further.
+        """
+        if self.lost:
+            raise LeaseLost(f"answer {self.turn.answer_id} was taken over by another process")
+        try:
+            await self.save(Status.STREAMING)
+        except StoreUnavailable as exc:
+            log.warning("could not save answer %d as it grows: %s", self.turn.answer_id, exc)

@@ -13,7 +13,7 @@ from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings, hidden_from_libraries
-from bot.conversation import Conversations
+from bot.conversation import Conversations, Identity
 from bot.core.personas import Persona
 from bot.http import acknowledge_failures
 from bot.listeners import register_listeners
@@ -22,6 +22,7 @@ from bot.personas import Personas, load_catalog
 from bot.slack.api import SlackApi
 from bot.slack.writers import Writers
 from bot.storage import Store, open_store
+from bot.takeover import Takeover
 from bot.tokens import TokenCounter
 from bot.users import UserDirectory
 
@@ -35,6 +36,7 @@ class Bot:
     store: Store
     model: MistralClient
     session: aiohttp.ClientSession
+    takeover: Takeover
 
     async def close(self) -> None:
         await self.model.aclose()
@@ -105,4 +107,7 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
         )
     app.error(acknowledge_failures)
     register_listeners(app, conversations)
-    return Bot(app, conversations, store, model, session)
+    takeover = Takeover(
+        conversations, Identity(bot_user_id=identity.bot_user_id or ""), resume_within=settings.resume_within
+    )
+    return Bot(app, conversations, store, model, session, takeover)

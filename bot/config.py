@@ -47,6 +47,10 @@ class Settings:
     # A PostgreSQL connection URL (it may hold a password); None → SQLite at database_path.
     database_url: str | None = field(default=None, repr=False)
     database_pool_size: int = 4
+    # An answer in flight whose process stops renewing its lease this long is taken over by another process.
+    answer_lease: float = 15.0
+    # An interrupted answer asked longer ago than this is marked interrupted instead of continued.
+    resume_within: float = 600.0
     log_level: str = "INFO"
     personas_file: Path = Path("personas.toml")
     persona_admins: frozenset[str] = frozenset()
@@ -159,6 +163,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_path=database_path,
         database_url=database_url,
         database_pool_size=r.integer("DATABASE_POOL_SIZE", minimum=1, maximum=100) or 4,
+        answer_lease=r.seconds("ANSWER_LEASE_SECONDS", 15.0),
+        resume_within=r.seconds("RESUME_WITHIN_SECONDS", 600.0),
         log_level=log_level,
         personas_file=Path(r.optional("PERSONAS_FILE") or "personas.toml"),
         persona_admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),

@@ -14,9 +14,10 @@ from bot.core.backfill import earlier_messages
 from bot.core.history import Prompt
 from bot.core.params import ModelParams
 from bot.core.prompt import ThreadMessage, draft_prompt, names_to_look_up
+from bot.core.routing import Incoming, channel_type_of
 from bot.ports import Model, SlackOut
 from bot.slack.api import RateLimited, SlackCallError
-from bot.storage import NewMessage, Store, ThreadKey, Turn
+from bot.storage import AnswerRef, NewMessage, Store, ThreadKey, Turn
 from bot.tokens import TokenCounter
 from bot.users import UserDirectory
 
@@ -32,6 +33,25 @@ async def read_thread(out: SlackOut, key: ThreadKey) -> dict[str, Any]:
         channel=key.channel_id,
         ts=key.thread_ts,
         limit=100,
+    )
+
+
+async def asked(store: Store, ref: AnswerRef, user_id: str) -> Incoming | None:
+    """The question a stored answer replies to, as the message that asked it (to answer it again, or to go on
+    with it); None when the question was deleted in Slack. `user_id` stands in for an asker the store lacks."""
+    stored = await store.history(ref.conversation.id, ref.user_ts)
+    question = next((m.text for m in reversed(stored) if m.role == "user" and m.slack_ts == ref.user_ts), None)
+    if question is None:
+        return None
+    key = ref.conversation.key
+    return Incoming(
+        team_id=key.team_id,
+        channel_id=key.channel_id,
+        ts=ref.user_ts,
+        thread_ts=key.thread_ts,
+        user_id=ref.asker or user_id,
+        text=question,
+        channel_type=channel_type_of(key.channel_id),
     )
 
 

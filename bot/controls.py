@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from bot.context import asked
 from bot.conversation import Conversations, Identity
-from bot.core.routing import Incoming, channel_type_of
 from bot.notes import (
     ALREADY_FINISHED,
     ALREADY_RUNNING,
@@ -23,6 +23,7 @@ from bot.notes import (
 from bot.storage import UNFINISHED, AnswerRef
 
 log = logging.getLogger(__name__)
+
 
 async def stop_answer(conversations: Conversations, *, team_id: str, user_id: str, answer_id: int) -> str | None:
     running = conversations.answering(answer_id)
@@ -67,22 +68,12 @@ async def rerun_answer(
         return ALREADY_RUNNING
     if not ref.latest:
         return ONLY_LATEST
-    question = await _question(conversations, ref)
-    if question is None:
+    message = await asked(conversations.store, ref, user_id)
+    if message is None:
         return STALE_ACTION  # the question was deleted in Slack
     turn = await conversations.store.restart_answer(answer_id)
     if turn is None:
         return ALREADY_RUNNING  # another click (or a later message) got there first
-    key = ref.conversation.key
-    message = Incoming(
-        team_id=key.team_id,
-        channel_id=key.channel_id,
-        ts=ref.user_ts,
-        thread_ts=key.thread_ts,
-        user_id=ref.asker or user_id,
-        text=question,
-        channel_type=channel_type_of(key.channel_id),
-    )
     log.info("%s asked for answer %d again", user_id, answer_id)
     conversations.start_turn(turn, message, identity, reuse=ref.slack_parts, backfill=False)
     return None
@@ -91,8 +82,3 @@ async def rerun_answer(
 async def _answer_in(conversations: Conversations, team_id: str, answer_id: int) -> AnswerRef | None:
     ref = await conversations.store.answer_ref(answer_id)
     return ref if ref is not None and ref.conversation.key.team_id == team_id else None
-
-
-async def _question(conversations: Conversations, ref: AnswerRef) -> str | None:
-    stored = await conversations.store.history(ref.conversation.id, ref.user_ts)
-    return next((m.text for m in reversed(stored) if m.role == "user" and m.slack_ts == ref.user_ts), None)

@@ -13,11 +13,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.agent_view import set_thread_title
-from bot.answer import Answer, Stopped
+from bot.answer import Answer, LeaseLost, Stopped
 from bot.context import ThreadContext
 from bot.core.history import Prompt
 from bot.core.params import ModelParams, request_body
@@ -43,7 +43,7 @@ from bot.ports import Model, SlackOut, WriterFactory
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import final_controls, message_blocks
 from bot.slack.writers import AnswerStopped, with_notes
-from bot.storage import NewMessage, Status, Store, ThreadKey, Turn, Usage
+from bot.storage import NewMessage, Persona, Status, Store, StoreUnavailable, ThreadKey, Turn, Usage
 from bot.tokens import TokenCounter
 from bot.users import UserDirectory
 
@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 RECENT_CLAIMS = 10_000
 # How long a failure note may take to show before the answer is left as it is.
 NOTE_TIMEOUT = 15.0
+# Claiming a message must be done (or refused, so that Slack sends it again) within Slack's 3 s deadline.
+CLAIM_DEADLINE = 2.5
+# How often a turn looks whether the answer to an earlier question of its thread, written by another replica,
+# is done.
+EARLIER_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class Conversations:
         self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._answering: dict[int, Answer] = {}  # answers in flight, by answer id (what Stop finds)
         self.accepting = True
+        self._handing_over = False  # stopping: answers still in flight go to another process, not to a note
 
     # Slack in ----------------------------------------------------------------------------------------
 
@@ -121,8 +127,7 @@ class Conversations:
         seen = (message.team_id, message.channel_id, message.ts)
         if seen in self._claimed:
             return None  # the app_mention/message twin, or a redelivery, seconds later: no store trip needed
-        persona = await self.personas.current(message.team_id, message.channel_id)
-        turn = await self.store.claim_turn(key, persona, NewMessage("user", message.text, message.ts, message.user_id))
+        turn = await self._claim(key, message)
         self._claimed[seen] = None
         while len(self._claimed) > RECENT_CLAIMS:
             self._claimed.popitem(last=False)
@@ -134,12 +139,48 @@ class Conversations:
         self.start_turn(turn, message, identity)
         return turn
 
+    async def _claim(self, key: ThreadKey, message: Incoming) -> Turn | None:
+        """`store.claim_turn`, tried again while the database is briefly out of reach; past CLAIM_DEADLINE it
+        raises `StoreUnavailable`, the event is refused, and Slack sends it again later."""
+        new = NewMessage("user", message.text, message.ts, message.user_id)
+        delay = 0.1
+        async with asyncio.timeout(CLAIM_DEADLINE):
+            while True:
+                try:
+                    persona: Persona = await self.personas.current(message.team_id, message.channel_id)
+                    return await self.store.claim_turn(key, persona, new)
+                except StoreUnavailable as exc:
+                    log.warning("the database is out of reach (%s); trying the claim again", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+
     def start_turn(
-        self, turn: Turn, message: Incoming, identity: Identity, *, reuse: Sequence[str] = (), backfill: bool = True
+        self,
+        turn: Turn,
+        message: Incoming,
+        identity: Identity,
+        *,
+        reuse: Sequence[str] = (),
+        backfill: bool = True,
+        resume: str = "",
     ) -> None:
         """Answer a claimed turn in the background. `reuse`: the Slack messages of the answer it replaces
-        (Try again, Regenerate); `backfill`: read the thread from Slack when the bot is new to it."""
-        self.spawn(self._answer(turn, message, identity, reuse=reuse, backfill=backfill), f"turn-{message.ts}")
+        (Try again, Regenerate) or continues; `backfill`: read the thread from Slack when the bot is new to it;
+        `resume`: the text an interrupted answer had, which the model continues (taking over)."""
+        work = self._answer(turn, message, identity, reuse=reuse, backfill=backfill, resume=resume)
+        self.spawn(work, f"turn-{message.ts}")
+
+    def in_flight(self) -> list[int]:
+        """The answers this process is writing (their leases are renewed)."""
+        return list(self._answering)
+
+    def lost(self, answer_ids: set[int]) -> None:
+        """Another process took these answers over: they show nothing more."""
+        for answer_id in answer_ids:
+            answer = self._answering.get(answer_id)
+            if answer is not None:
+                log.warning("answer %d was taken over by another process; leaving it to that one", answer_id)
+                answer.lost = True
 
     def answering(self, answer_id: int) -> tuple[Turn, str] | None:
         """The turn and asker of an answer this process is writing now, or None."""
@@ -182,8 +223,26 @@ class Conversations:
             else:
                 self._thread_locks[key] = (lock, users - 1)
 
+    async def _after_earlier_answers(self, turn: Turn) -> None:
+        """Wait while another process writes the answer to an earlier question of the thread: each answer
+        builds on the one before. (This process's own turns are kept in order by `_thread_turn`.)"""
+        waited = 0.0
+        while await self.store.earlier_unfinished(turn.conversation.id, turn.user_ts):
+            if waited >= self._total_timeout:
+                log.warning("gave up waiting for the answer before %s; answering anyway", turn.user_ts)
+                return
+            await asyncio.sleep(EARLIER_POLL)
+            waited += EARLIER_POLL
+
     async def _answer(
-        self, turn: Turn, message: Incoming, identity: Identity, *, reuse: Sequence[str], backfill: bool
+        self,
+        turn: Turn,
+        message: Incoming,
+        identity: Identity,
+        *,
+        reuse: Sequence[str],
+        backfill: bool,
+        resume: str = "",
     ) -> None:
         key = turn.conversation.key
         writer = self.writers.new(
@@ -195,11 +254,15 @@ class Conversations:
             reuse=reuse,
         )
         answer = Answer(turn, writer, self.store, message.user_id)
+        answer.text = resume
         writer.on_progress = answer.progress
         self._answering[turn.answer_id] = answer
+        params = self.personas.effective(turn.conversation.persona)
         try:
+            if self.store.shared:
+                await self._after_earlier_answers(turn)  # before the local lock, which the earlier one may need
             async with self._thread_turn(key):
-                await writer.start()
+                await writer.start(shown=("```\n" if params.json_answers and resume else "") + resume)
                 await answer.save(Status.STREAMING)
                 if not strip_leading_mention(message.text, identity.bot_user_id):
                     answer.streamed = True  # no model stream to stop
@@ -209,11 +272,12 @@ class Conversations:
                     return
                 if backfill and turn.created_conversation and message.in_thread:
                     await self.context.backfill(turn, before_ts=message.ts, bot_user_id=identity.bot_user_id)
-                params = self.personas.effective(turn.conversation.persona)
+                # An interrupted answer goes on from its text: the model continues it as an assistant prefix.
+                asked = replace(params, prefix=resume) if resume else params
                 prompt = await self.context.prompt(
-                    turn, params, bot_user_id=identity.bot_user_id, bot_name=identity.bot_name
+                    turn, asked, bot_user_id=identity.bot_user_id, bot_name=identity.bot_name
                 )
-                finish = await self._stream_unless_stopped(prompt, params, answer)
+                finish = await self._stream_unless_stopped(prompt, asked, answer, resume)
                 notes = []
                 if prompt.truncated_question:
                     notes.append(TRUNCATED_NOTE)
@@ -242,18 +306,35 @@ class Conversations:
             log.warning("model error answering %s in %s: %s", message.ts, key.channel_id, exc)
             passing = exc.kind in RETRYABLE  # a wrong key, model or request would fail the same way again
             await self._end_with_note(answer, NOTES[exc.kind], retry=passing, rerun=passing)
+        except LeaseLost:
+            await writer.abort()  # the process that took it over writes it from here
         except SlackCallError as exc:
             await writer.abort()
             await answer.save(answer.unfinished_status)
             await self._undeliverable(exc, message, turn.answer_id)
         except asyncio.CancelledError:
-            await asyncio.shield(self._end_with_note(answer, SHUTDOWN_NOTE, retry=True))
+            if self._handing_over:
+                await asyncio.shield(self._hand_over(answer))
+            else:
+                await asyncio.shield(self._end_with_note(answer, SHUTDOWN_NOTE, retry=True))
             raise
         except Exception:
             log.exception("unexpected error answering %s in %s", message.ts, key.channel_id)
             await self._end_with_note(answer, UNEXPECTED_NOTE, retry=True)
         finally:
             self._answering.pop(turn.answer_id, None)
+
+    async def _hand_over(self, answer: Answer) -> None:
+        """Stopping: leave the answer as Slack shows it, saved, with its lease let go, so that another process
+        (another replica, or this one's next start) takes it over at once and continues it."""
+        answer.writer.on_progress = None
+        await answer.writer.abort()
+        try:
+            await answer.save(Status.STREAMING)
+            await self.store.release_leases([answer.turn.answer_id])
+            log.info("handed answer %d over to the next process", answer.turn.answer_id)
+        except (LeaseLost, StoreUnavailable) as exc:
+            log.warning("could not hand answer %d over (%s); its lease lapses instead", answer.turn.answer_id, exc)
 
     async def _end_with_note(self, answer: Answer, note: str, *, retry: bool, rerun: bool = True) -> None:
         """Best effort: the thread shows the note and the store says partial/failed, whatever Slack does."""
@@ -294,11 +375,13 @@ class Conversations:
                 log.warning("could not post the failure note either: %s", post_exc)
         await self.out.ephemeral(message.team_id, message.channel_id, message.user_id, text, message.thread_ts)
 
-    async def _stream_unless_stopped(self, prompt: Prompt, params: ModelParams, answer: Answer) -> Finish | None:
+    async def _stream_unless_stopped(
+        self, prompt: Prompt, params: ModelParams, answer: Answer, resume: str
+    ) -> Finish | None:
         """The model stream as a task of its own, which Stop cancels without cancelling the turn."""
         if answer.stopped_by is not None:
             raise Stopped  # pressed before the stream began
-        answer.stream = asyncio.ensure_future(self._stream(prompt, params, answer))
+        answer.stream = asyncio.ensure_future(self._stream(prompt, params, answer, resume))
         try:
             return await answer.stream
         except asyncio.CancelledError:
@@ -310,12 +393,22 @@ class Conversations:
             answer.stream = None
             answer.streamed = True
 
-    async def _stream(self, prompt: Prompt, params: ModelParams, answer: Answer) -> Finish | None:
+    async def _stream(self, prompt: Prompt, params: ModelParams, answer: Answer, resume: str) -> Finish | None:
+        """The model's answer into `answer`; after `resume` (already shown and stored), only what follows it."""
         body = request_body(params, prompt.messages)
         prefixed = PrefixedAnswer(params.prefix)
+        known = len(resume)  # the model's text starts with it: not added again
         if params.json_answers:
-            answer.writer.append("```\n")  # shown as a code block; stored as the bare JSON
+            if not resume:
+                answer.writer.append("```\n")  # shown as a code block; stored as the bare JSON
             answer.shown_from = len("```\n")
+
+        def add(text: str) -> None:
+            nonlocal known
+            skip = min(known, len(text))
+            known -= skip
+            answer.add(text[skip:])
+
         finish: Finish | None = None
 
         async def on_retry(exc: ModelError, attempt: int, delay: float) -> None:
@@ -325,12 +418,12 @@ class Conversations:
             async with asyncio.timeout(self._total_timeout):
                 async for item in self.model.stream(body, on_retry=on_retry):
                     if isinstance(item, Delta):
-                        answer.add(prefixed.feed(item.text))
+                        add(prefixed.feed(item.text))
                     else:
                         finish = item
         except TimeoutError:
             raise ModelError(ErrorKind.TIMEOUT, f"no complete answer within {self._total_timeout:g}s") from None
-        answer.add(prefixed.flush())
+        add(prefixed.flush())
         if params.json_answers:
             answer.writer.append("\n```")
         return finish
@@ -338,12 +431,14 @@ class Conversations:
     # life cycle -------------------------------------------------------------------------------------------
 
     async def drain(self, grace: float) -> None:
-        """Stop taking new turns, let answers in flight finish for `grace` seconds, then interrupt the rest."""
+        """Stop taking new turns, let answers in flight finish for `grace` seconds, then hand the rest over to
+        another process (a shared database) or interrupt them with a note (SQLite: no other process can)."""
         self.accepting = False
         deadline = asyncio.get_running_loop().time() + grace
         if self._tasks:
             log.info("waiting up to %.0fs for %d answers in flight", grace, len(self._tasks))
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            self._handing_over = self.store.shared
             for task in pending:
                 task.cancel()
             if pending:

@@ -20,8 +20,7 @@ NOTES: dict[ErrorKind, str] = {
     "Try a shorter question or `/ask` in a new thread; an admin can find details in the bot's log.",
     ErrorKind.RATE_LIMITED: "The Mistral API is rate-limiting the bot and didn't recover in time. "
     "Try again in a minute.",
-    ErrorKind.UNAVAILABLE: "The Mistral API is unavailable right now, even after retrying. "
-    "Try again in a minute.",
+    ErrorKind.UNAVAILABLE: "The Mistral API is unavailable right now, even after retrying. Try again in a minute.",
     ErrorKind.TIMEOUT: "The model stopped responding, so the answer is cut short. " + TRY_AGAIN,
     ErrorKind.INTERRUPTED: "The model's stream broke off, so the answer is cut short. " + TRY_AGAIN,
 }

@@ -1,5 +1,5 @@
-"""After a hard kill: answers the last process left in progress are marked interrupted, in Slack and in the
-store, so no thread is left on a half-written message."""
+"""An interrupted answer that cannot be continued (`bot.takeover` found it too old) is marked interrupted, in
+Slack and in the store, so no thread is left on a half-written message."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from bot.notes import RESTART_NOTE
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import fallback_text, final_controls, message_blocks
 from bot.slack.writers import with_notes
-from bot.storage import Status, Store, ThreadKey, UnfinishedAnswer
+from bot.storage import AnswerRef, Status, Store, ThreadKey
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +29,17 @@ class SlackOut(Protocol):
     ) -> None: ...
 
 
-async def recover(store: Store, out: SlackOut) -> int:
-    """Mark every answer left in progress as interrupted; returns how many there were."""
-    unfinished = await store.unfinished_answers()
-    for item in unfinished:
-        status = Status.PARTIAL if item.text else Status.FAILED
-        await store.save_answer(item.answer_id, text=item.text, status=status, slack_parts=item.slack_parts)
-        try:
-            await _show_interrupted(out, item)
-        except (SlackCallError, RateLimited) as exc:
-            log.warning("could not mark interrupted answer %d in Slack: %s", item.answer_id, exc)
-    if unfinished:
-        log.info("marked %d answers interrupted by the last shutdown", len(unfinished))
-    return len(unfinished)
+async def mark_interrupted(store: Store, out: SlackOut, ref: AnswerRef) -> None:
+    """Keep what the answer had (partial, or failed if nothing) and say in the thread that it was interrupted."""
+    status = Status.PARTIAL if ref.text else Status.FAILED
+    await store.save_answer(ref.answer_id, text=ref.text, status=status, slack_parts=ref.slack_parts)
+    try:
+        await _show_interrupted(out, ref)
+    except (SlackCallError, RateLimited) as exc:
+        log.warning("could not mark interrupted answer %d in Slack: %s", ref.answer_id, exc)
 
 
-async def _show_interrupted(out: SlackOut, item: UnfinishedAnswer) -> None:
+async def _show_interrupted(out: SlackOut, item: AnswerRef) -> None:
     """The note and its Try again button under the text the answer had.
 
     An answer of one message is rewritten whole (its cursor goes). A longer one keeps its messages as they are:
@@ -52,7 +47,7 @@ async def _show_interrupted(out: SlackOut, item: UnfinishedAnswer) -> None:
     stored, so re-cutting could show text twice. Its note comes as a message of its own, after any stream
     the last process left open is stopped.
     """
-    key, parts = item.key, item.slack_parts
+    key, parts = item.conversation.key, item.slack_parts
     controls = final_controls(item.answer_id, answered=bool(item.text), retry=True)
     rendered = split_all(with_notes(item.text, [RESTART_NOTE]))
     if len(parts) == 1 and len(rendered) == 1:
@@ -60,12 +55,18 @@ async def _show_interrupted(out: SlackOut, item: UnfinishedAnswer) -> None:
         await _update(out, key, parts[0], fallback_text(text), message_blocks(text, controls))
         return
     if parts:
-        try:
-            await out.call(key.team_id, "chat.stopStream", channel=key.channel_id, ts=parts[-1])
-        except (SlackCallError, RateLimited):
-            pass  # not a stream, or one Slack closed already
+        await stop_stream_left_open(out, key, parts[-1])
     note = with_notes("", [RESTART_NOTE])
     await out.post(key.team_id, key.channel_id, note, thread_ts=key.thread_ts, blocks=message_blocks(note, controls))
+
+
+async def stop_stream_left_open(out: SlackOut, key: ThreadKey, ts: str) -> None:
+    """Stop the native stream a process that died may have left open in `ts`: Slack edits or deletes a message
+    only once its stream is stopped. Best effort: most messages are no stream, or one Slack closed already."""
+    try:
+        await out.call(key.team_id, "chat.stopStream", channel=key.channel_id, ts=ts)
+    except (SlackCallError, RateLimited):
+        pass
 
 
 async def _update(out: SlackOut, key: ThreadKey, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:

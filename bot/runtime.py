@@ -26,7 +26,6 @@ from bot.app import Bot, create_bot
 from bot.config import Settings
 from bot.core.retry import backoff_delay, parse_retry_after
 from bot.http import web_app
-from bot.recovery import recover
 from bot.slack.api import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -60,8 +59,12 @@ async def serve(settings: Settings, stop: asyncio.Event, on_ready: Ready | None 
         log.info("stopped before Slack could be reached")
         return
     bot = await create_bot(settings, identity)
+    # Leases renewed (until the end) and lapsed answers taken over (until the stop) while the bot serves.
+    leases: asyncio.Task[None] | None = None
     try:
-        await _unless_stopped(recover(bot.store, bot.conversations.out), stop)
+        # Answers the last process left half-written (it was killed) are continued, or marked if too old.
+        await _unless_stopped(bot.takeover.sweep(), stop)
+        leases = asyncio.create_task(bot.takeover.run(stop), name="leases")
         if settings.socket_mode:
             await _socket_mode(bot, settings, stop, on_ready)
         else:
@@ -69,6 +72,9 @@ async def serve(settings: Settings, stop: asyncio.Event, on_ready: Ready | None 
     except _Stopped:
         log.info("stopped during start-up")
     finally:
+        if leases is not None:
+            leases.cancel()
+            await asyncio.gather(leases, return_exceptions=True)
         await bot.close()
 
 

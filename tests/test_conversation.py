@@ -85,9 +85,10 @@ class FakeWriter:
     def raw(self) -> str:
         return self.text
 
-    async def start(self, status: str = "") -> None:
+    async def start(self, status: str = "", *, shown: str = "") -> None:
         self.started = True
         self.statuses.append(status)
+        self.text = shown
 
     def set_status(self, status: str) -> None:
         self.statuses.append(status)

@@ -339,9 +339,8 @@ async def test_sigterm_past_the_grace_period_marks_the_answer_interrupted(http_h
     assert (await statuses(h))[-1] == ("partial", "Half an answer")
 
 
-async def test_a_hard_kill_mid_answer_is_marked_at_the_next_start(http_harness: Harness) -> None:
-    """The real process, killed with SIGKILL mid-answer; the next start finds and marks the answer."""
-    h = http_harness
+async def killed_mid_answer(h: Harness, question: str) -> dict:
+    """The real process, killed with SIGKILL while the model is still answering `question`; returns the event."""
     h.mistral.queue(Script(chunks=["Started to ", "answer", " and then"], hang_after=2))
     env = {**os.environ, **h.base_env(), "LOG_LEVEL": "WARNING"}
     process = await asyncio.create_subprocess_exec(
@@ -349,7 +348,7 @@ async def test_a_hard_kill_mid_answer_is_marked_at_the_next_start(http_harness: 
     )
     try:
         await until(lambda: _listening(h.port), timeout=30, message="the bot to listen")
-        event = ask(h, "doomed")
+        event = ask(h, question)
         status, _ = await h.slack.deliver_http(h.events_url, h.slack.as_mention(event))
         assert status == 200
         await until(
@@ -360,12 +359,38 @@ async def test_a_hard_kill_mid_answer_is_marked_at_the_next_start(http_harness: 
     finally:
         process.send_signal(signal.SIGKILL)
         await process.wait()
-    assert (await statuses(h))[-1][0] == "streaming"
+    assert (await statuses(h))[-1] == ("streaming", "Started to answer")
+    return event
 
-    await h.start()  # recovery happens at start-up
+
+async def test_a_hard_kill_mid_answer_is_continued_at_the_next_start(http_harness: Harness) -> None:
+    """The next start takes the answer over: the model continues the text shown (an assistant `prefix`), in
+    the same Slack message, and nothing is shown twice."""
+    h = http_harness
+    event = await killed_mid_answer(h, "doomed")
+    h.mistral.queue(Script(chunks=["Started to answer", " and then", " finished."]))  # the prefix comes back first
+    await h.start()
+    await h.settle()
+    [reply] = h.slack.bot_replies(CHANNEL, event["ts"])
+    assert reply.blocks_text() == "Started to answer and then finished."
+    assert (await statuses(h))[-1] == ("complete", "Started to answer and then finished.")
+    resumed = h.mistral.chat_requests[-1]["messages"]
+    assert resumed[-1] == {"role": "assistant", "content": "Started to answer", "prefix": True}
+    assert resumed[-2] == {"role": "user", "content": "[Ada] doomed"}
+    await still_serving(h)
+
+
+async def test_a_hard_kill_too_long_ago_is_marked_at_the_next_start(http_harness: Harness) -> None:
+    """Past RESUME_WITHIN_SECONDS the thread has moved on: the answer is marked, with Try again."""
+    h = http_harness
+    event = await killed_mid_answer(h, "doomed")
+    requests = len(h.mistral.chat_requests)
+    await asyncio.sleep(1.1)
+    await h.start(RESUME_WITHIN_SECONDS="1")
     reply = h.slack.bot_replies(CHANNEL, event["ts"])[0]
     assert reply.text.startswith("Started to answer") and RESTART_NOTE in reply.text
     assert (await statuses(h))[-1] == ("partial", "Started to answer")
+    assert len(h.mistral.chat_requests) == requests  # not continued
     # The note's Try again button runs the interrupted turn again, in the same message.
     [retry] = [e for b in reply.blocks for e in b.get("elements", []) if e.get("action_id") == RETRY_ACTION]
     h.mistral.queue(Script(chunks=["A whole ", "answer."]))

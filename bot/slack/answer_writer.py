@@ -113,12 +113,18 @@ class AnswerWriter:
 
     # what the conversation calls ---------------------------------------------------------------------
 
-    async def start(self, status: str = THINKING) -> None:
+    async def start(self, status: str = THINKING, *, shown: str = "") -> None:
         """Show the first sign of life: the loading state (a placeholder message where Slack has none), or
-        the earlier answer's first message, re-written in place, with its other messages removed."""
+        the earlier answer's first message, re-written in place, with its other messages removed.
+
+        `shown`: the text an interrupted answer had (taken over from a process that died): it stays in the
+        first message, and the answer goes on from it.
+        """
         self.status = status
         self._last_flush = self.clock()
-        if self._reuse:
+        if self._reuse and shown:
+            await self._continue_in_place(self._reuse[0], self._reuse[1:], shown)
+        elif self._reuse:
             await self._start_in_place(self._reuse[0], self._reuse[1:])
         elif not await self._loading.show(status, wait=False):
             # Today's first sign of life: a native stream, else a placeholder.
@@ -350,6 +356,16 @@ class AnswerWriter:
                 self._open(await UpdatedMessage.post(self, 0, self.status))
         for ts in others:
             await self.api.delete(self.team_id, self.channel, ts)
+
+    async def _continue_in_place(self, first: str, others: Sequence[str], shown: str) -> None:
+        """Go on with an interrupted answer: its first message gets the text so far at the next update (at
+        once), cut into messages anew; its other messages go, since where they were cut is not known."""
+        self.raw = shown
+        self._open(UpdatedMessage(self, first, 0), posted=False)
+        self._last_flush = self.clock() - self.min_interval
+        for ts in others:
+            await self.api.delete(self.team_id, self.channel, ts)
+        self._wake.set()
 
     async def _leave_stream(self, why: str) -> None:
         """Continue the answer with chat.update from the first character the stream does not show.

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from bot.storage.base import (
     FEEDBACK_VALUES,
+    LEASE_SECONDS,
     UNFINISHED,
     AnswerRef,
     ChannelUse,
@@ -40,12 +41,15 @@ async def open_store(settings: Settings) -> Store:
         # Imported here: a single process on SQLite never loads the PostgreSQL driver (start-up time, memory).
         from bot.storage.postgres import PostgresStore
 
-        return await PostgresStore.open(settings.database_url, pool_size=settings.database_pool_size)
-    return await SQLiteStore.open(settings.database_path)
+        return await PostgresStore.open(
+            settings.database_url, pool_size=settings.database_pool_size, lease_seconds=settings.answer_lease
+        )
+    return await SQLiteStore.open(settings.database_path, lease_seconds=settings.answer_lease)
 
 
 __all__ = [
     "FEEDBACK_VALUES",
+    "LEASE_SECONDS",
     "UNFINISHED",
     "AnswerRef",
     "ChannelUse",

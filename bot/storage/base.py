@@ -25,6 +25,9 @@ class Status(StrEnum):
 
 UNFINISHED = (Status.PENDING, Status.STREAMING)
 
+# How long an answer's lease lasts unless renewed: a process that dies holds its answers no longer than this.
+LEASE_SECONDS = 15.0
+
 
 class StoreError(Exception):
     """The store cannot be opened, and the bot must not start; the message is one line that says why.
@@ -34,7 +37,7 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached (or refuses the connection) at start-up."""
+    """The database cannot be reached (or refuses the connection), at start-up or for a while later."""
 
 
 class SchemaTooNew(StoreError):
@@ -127,6 +130,7 @@ class AnswerRef:
     text: str
     slack_parts: list[str]
     latest: bool  # no later question in the thread: re-running it rewrites no answer anything depends on
+    asked_at: float = 0.0  # when the question was claimed (seconds since the epoch)
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,15 @@ class ChannelUse:
 
 
 class Store(Protocol):
+    owner: str  # this process, as the holder of the leases of the answers it writes
+    lease_seconds: float
+    shared: bool  # other processes may use the database at the same time (PostgreSQL), not only this one
+
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` when the database cannot answer now (health checks)."""
+        ...
 
     async def get_conversation(self, key: ThreadKey) -> Conversation | None: ...
 
@@ -183,13 +195,41 @@ class Store(Protocol):
         slack_parts: list[str],
         finish_reason: str | None = None,
         usage: Usage | None = None,
-    ) -> None: ...
+    ) -> bool:
+        """Save an answer and extend its lease while it is unfinished.
+
+        False, and nothing saved, when another process holds the answer's lease now (it took the answer over
+        after this one's lease lapsed): the caller must stop writing it.
+        """
+        ...
 
     async def edit_message(self, team_id: str, channel_id: str, slack_ts: str, text: str) -> bool: ...
 
     async def delete_message(self, team_id: str, channel_id: str, slack_ts: str) -> bool: ...
 
     async def unfinished_answers(self) -> list[UnfinishedAnswer]: ...
+
+    # leases: answers in flight, and taking over those of a process that died ---------------------------
+
+    async def renew_leases(self, answer_ids: Iterable[int]) -> set[int]:
+        """Extend the leases this process holds on `answer_ids`; returns the ids it still holds."""
+        ...
+
+    async def release_leases(self, answer_ids: Iterable[int]) -> None:
+        """Let the leases go at once (a graceful stop), so another process takes the answers over now."""
+        ...
+
+    async def take_lapsed(self, limit: int = 20) -> list[AnswerRef]:
+        """Lease to this process up to `limit` unfinished answers whose lease lapsed; each is taken by one process.
+
+        An SQLite database serves one process, so every answer another process left unfinished counts as
+        lapsed there; PostgreSQL waits for the lease to run out.
+        """
+        ...
+
+    async def earlier_unfinished(self, conversation_id: int, user_ts: str) -> bool:
+        """Whether an answer to an earlier question of the conversation is still being written (anywhere)."""
+        ...
 
     async def get_channel_persona(self, team_id: str, channel_id: str) -> Persona | None: ...
 

@@ -157,6 +157,17 @@ async def m006_feedback_and_home(db: Migrator) -> None:
     await db.execute("CREATE INDEX messages_activity ON messages (conversation_id, updated_at)")
 
 
+@migration
+async def m007_answer_leases(db: Migrator) -> None:
+    # An answer being written is leased to the process writing it (`lease_owner`) until `lease_until`, which
+    # that process keeps renewing. A lease that lapses (the process died) lets another replica, or the next
+    # start of this one, take the answer over and finish it. Rows written before this migration have no
+    # lease: lapsed.
+    t = db.dialect
+    await db.execute("ALTER TABLE messages ADD COLUMN lease_owner TEXT")
+    await db.execute(f"ALTER TABLE messages ADD COLUMN lease_until {t.real}")
+
+
 def pending(done: Iterable[str]) -> list[Migration]:
     """The migrations a database with `done` applied still needs, in order.
 

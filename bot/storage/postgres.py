@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot.storage.base import (
+    LEASE_SECONDS,
     UNFINISHED,
     AnswerRef,
     Conversation,
@@ -39,7 +40,7 @@ from bot.storage.base import (
     Turn,
 )
 from bot.storage.migrations import POSTGRESQL, Dialect, pending
-from bot.storage.queries import ANSWER_REF_QUERY, CONVERSATION_QUERY, RESTART_QUERY, answer_ref
+from bot.storage.queries import ANSWER_REF_QUERY, CONVERSATION_QUERY, LAPSED, RESTART_QUERY, answer_ref
 from bot.storage.queries import conversation as _conversation
 from bot.storage.sql_store import SQLStore
 
@@ -49,6 +50,8 @@ MIGRATION_LOCK = 0x6D69737472616C00
 
 # How long start-up waits for the server before it gives up with one line.
 CONNECT_TIMEOUT = 10
+# How long an operation waits for a pooled connection: a few seconds of outage are ridden out, no more.
+POOL_TIMEOUT = 5.0
 
 
 def pg(sql: str) -> str:
@@ -60,6 +63,21 @@ def pg(sql: str) -> str:
 _CONVERSATION = pg(CONVERSATION_QUERY)
 _ANSWER_REF = pg(ANSWER_REF_QUERY)
 _RESTART = pg(RESTART_QUERY)
+# FOR UPDATE SKIP LOCKED: replicas sweeping at once each take different answers, and none waits for another.
+# Written with `?`, like the shared queries: `_rows` converts it.
+_TAKE_LAPSED = (
+    "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id IN ("
+    f"SELECT id FROM messages WHERE {LAPSED} ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id"
+)
+
+
+@asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    """A lost connection or a server that does not answer in time is `StoreUnavailable`: callers ride it out."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise StoreUnavailable(f"the database is out of reach ({' '.join(str(exc).split())[:200]})") from exc
 
 
 class _PostgresMigrator:
@@ -112,11 +130,22 @@ def _unavailable(conninfo: str, problem: object) -> StoreUnavailable:
 
 
 class PostgresStore(SQLStore):
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Any]]) -> None:
+    shared = True
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[AsyncConnection[Any]],
+        *,
+        owner: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
+        super().__init__(owner=owner, lease_seconds=lease_seconds)
         self._pool = pool
 
     @classmethod
-    async def open(cls, conninfo: str, *, pool_size: int = 4) -> PostgresStore:
+    async def open(
+        cls, conninfo: str, *, pool_size: int = 4, owner: str | None = None, lease_seconds: float = LEASE_SECONDS
+    ) -> PostgresStore:
         """Migrate, then open a pool of `pool_size` connections; `StoreUnavailable` if the server cannot be used."""
         try:
             async with await AsyncConnection.connect(
@@ -132,13 +161,21 @@ class PostgresStore(SQLStore):
             kwargs={"autocommit": True},
             open=False,
             name="bot",
+            timeout=POOL_TIMEOUT,
+            # A server restart leaves every pooled connection broken: each is checked as it is taken.
+            check=AsyncConnectionPool.check_connection,
         )
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except PoolTimeout as exc:
             await pool.close()
             raise _unavailable(conninfo, exc) from None
-        return cls(pool)
+        return cls(pool, owner=owner, lease_seconds=lease_seconds)
+
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        """The connection pool, for what shares the database beside the store (the Slack budget)."""
+        return self._pool
 
     async def close(self) -> None:
         await self._pool.close()
@@ -146,19 +183,22 @@ class PostgresStore(SQLStore):
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
         """One transaction on a pooled connection: committed at the end, rolled back on any error or cancellation."""
-        async with self._pool.connection() as conn, conn.transaction():
+        async with _reachable(), self._pool.connection() as conn, conn.transaction():
             yield conn
 
     async def _write(self, sql: str, args: Iterable[object]) -> int:
         """One statement (`?` placeholders) on its own: autocommit, one round trip; the rows it changed."""
-        async with self._pool.connection() as conn:
+        async with _reachable(), self._pool.connection() as conn:
             cursor = await conn.execute(pg(sql), tuple(args))  # type: ignore[arg-type]
             return cursor.rowcount
 
     async def _rows(self, sql: str, args: Iterable[object] = ()) -> list[tuple[Any, ...]]:
         """The rows of one query written with `?` placeholders."""
-        async with self._pool.connection() as conn:
+        async with _reachable(), self._pool.connection() as conn:
             return await _fetch(conn, pg(sql), tuple(args))
+
+    async def _write_returning(self, sql: str, args: Iterable[object]) -> list[tuple[Any, ...]]:
+        return await self._rows(sql, args)  # autocommit: a statement is a transaction of its own
 
     # conversations -----------------------------------------------------------------------------
 
@@ -193,9 +233,9 @@ class PostgresStore(SQLStore):
                 return None  # already claimed: the transaction commits nothing new
             answer = await _fetch(
                 conn,
-                "INSERT INTO messages (conversation_id, role, text, reply_to, status, created_at, updated_at) "
-                "VALUES (%s, 'assistant', '', %s, %s, %s, %s) RETURNING id",
-                (conversation.id, user[0][0], Status.PENDING, now, now),
+                "INSERT INTO messages (conversation_id, role, text, reply_to, status, created_at, updated_at, "
+                "lease_owner, lease_until) VALUES (%s, 'assistant', '', %s, %s, %s, %s, %s, %s) RETURNING id",
+                (conversation.id, user[0][0], Status.PENDING, now, now, self.owner, now + self.lease_seconds),
             )
             return Turn(
                 conversation=conversation,
@@ -226,13 +266,25 @@ class PostgresStore(SQLStore):
             # Compared with the text that was counted: an edit in the meantime wins.
             await cursor.executemany("UPDATE messages SET tokens = %s WHERE id = %s AND text = %s", rows)
 
+    # leases ---------------------------------------------------------------------------------------------------
+
+    async def _take_lapsed(self, limit: int) -> list[int]:
+        now = time.time()
+        rows = await self._write_returning(
+            _TAKE_LAPSED, (self.owner, now + self.lease_seconds, *UNFINISHED, now, self.owner, limit)
+        )
+        return [r[0] for r in rows]
+
     # re-running an answer --------------------------------------------------------------------------------------
 
     async def restart_answer(self, answer_id: int) -> Turn | None:
         # Of two clicks at once, the second UPDATE waits for the first's row lock, then re-checks the row:
         # now pending, it matches no more.
         async with self._transaction() as conn:
-            cursor = await conn.execute(_RESTART, (Status.PENDING, time.time(), answer_id, *UNFINISHED))
+            now = time.time()
+            cursor = await conn.execute(
+                _RESTART, (Status.PENDING, now, self.owner, now + self.lease_seconds, answer_id, *UNFINISHED)
+            )
             if cursor.rowcount == 0:
                 return None
             await conn.execute("DELETE FROM feedback WHERE answer_id = %s", (answer_id,))

@@ -48,7 +48,7 @@ _LATER_QUESTION = f"""
 ANSWER_REF_QUERY = f"""
     SELECT a.id, a.status, a.text, a.slack_parts, q.id, q.slack_ts, q.slack_user,
            NOT EXISTS ({_LATER_QUESTION}) AS latest,
-           c.id, c.team_id, c.channel_id, c.thread_ts, c.system_prompt, c.persona, c.params
+           c.id, c.team_id, c.channel_id, c.thread_ts, c.system_prompt, c.persona, c.params, q.created_at
     FROM messages a
     JOIN messages q ON q.id = a.reply_to
     JOIN conversations c ON c.id = a.conversation_id
@@ -59,12 +59,38 @@ ANSWER_REF_QUERY = f"""
 # question was deleted. One statement, so two clicks at once cannot both pass the checks.
 RESTART_QUERY = f"""
     UPDATE messages SET text = '', status = ?, finish_reason = NULL, prompt_tokens = NULL,
-           completion_tokens = NULL, total_tokens = NULL, tokens = NULL, updated_at = ?
+           completion_tokens = NULL, total_tokens = NULL, tokens = NULL, updated_at = ?,
+           lease_owner = ?, lease_until = ?
     WHERE id = ? AND role = 'assistant' AND status NOT IN ({",".join("?" * len(UNFINISHED))})
       AND EXISTS (
         SELECT 1 FROM messages q
         WHERE q.id = messages.reply_to AND q.status != '{Status.DELETED}' AND NOT EXISTS ({_LATER_QUESTION})
       )
+"""
+
+_UNFINISHED = f"status IN ({','.join('?' * len(UNFINISHED))})"
+
+# An answer to an earlier question of the thread, still being written: a turn waits for it (served by
+# messages_by_conversation, the questions by primary key).
+EARLIER_UNFINISHED_QUERY = f"""
+    SELECT 1 FROM messages a JOIN messages q ON q.id = a.reply_to
+    WHERE a.conversation_id = ? AND a.role = 'assistant' AND a.{_UNFINISHED} AND q.slack_ts < ?
+    LIMIT 1
+"""
+
+# Leases this process holds on answers it is still writing (served by messages_status).
+RENEW_QUERY = f"""
+    UPDATE messages SET lease_until = ?
+    WHERE lease_owner = ? AND {_UNFINISHED} AND id IN ({{ids}})
+    RETURNING id
+"""
+
+RELEASE_QUERY = "UPDATE messages SET lease_until = 0 WHERE lease_owner = ? AND id IN ({ids})"
+
+# Unfinished answers whose lease ran out (or that never had one), except this process's own.
+LAPSED = f"""
+    role = 'assistant' AND {_UNFINISHED}
+    AND (lease_until IS NULL OR lease_until < ?) AND (lease_owner IS NULL OR lease_owner <> ?)
 """
 
 UNFINISHED_QUERY = f"""
@@ -153,4 +179,5 @@ def answer_ref(r: Row) -> AnswerRef:
         text=r[2],
         slack_parts=json.loads(r[3]),
         latest=bool(r[7]),
+        asked_at=float(r[15]),
     )

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.storage.base import (
     FEEDBACK_VALUES,
+    LEASE_SECONDS,
     UNFINISHED,
     AnswerRef,
     ChannelUse,
@@ -32,10 +34,13 @@ from bot.storage.queries import (
     ANSWER_REF_QUERY,
     CHANNELS_IN_USE_QUERY,
     CONVERSATION_QUERY,
+    EARLIER_UNFINISHED_QUERY,
     FEEDBACK_COUNTS_QUERY,
     HISTORY_QUERY,
     IN_HISTORY,
     RECENT_CONVERSATIONS_QUERY,
+    RELEASE_QUERY,
+    RENEW_QUERY,
     UNFINISHED_QUERY,
     answer_ref,
     stored_message,
@@ -44,13 +49,34 @@ from bot.storage.queries import conversation as _conversation
 from bot.storage.queries import persona as _persona
 
 
+def new_owner() -> str:
+    """A name for this process as a lease holder: unique per start, so a restarted process is a new holder."""
+    return uuid.uuid4().hex[:12]
+
+
 class SQLStore:
     """The `Store` methods both backends share; a subclass provides `_rows` and `_write`."""
+
+    shared = False
+
+    def __init__(self, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> None:
+        self.owner = owner or new_owner()
+        self.lease_seconds = lease_seconds
+
+    def _lease_until(self) -> float:
+        return time.time() + self.lease_seconds
+
+    async def ping(self) -> None:
+        await self._rows("SELECT 1")
 
     async def _rows(self, sql: str, args: Iterable[object] = ()) -> Sequence[Sequence[Any]]:
         raise NotImplementedError
 
     async def _write(self, sql: str, args: Iterable[object]) -> int:
+        raise NotImplementedError
+
+    async def _write_returning(self, sql: str, args: Iterable[object]) -> Sequence[Sequence[Any]]:
+        """One statement on its own that changes rows and returns some (`RETURNING`)."""
         raise NotImplementedError
 
     # conversations -----------------------------------------------------------------------------
@@ -80,14 +106,15 @@ class SQLStore:
         slack_parts: list[str],
         finish_reason: str | None = None,
         usage: Usage | None = None,
-    ) -> None:
-        # Saved before every Slack update an answer makes: the cheapest write the store has.
-        await self._write(
+    ) -> bool:
+        # Saved before every Slack update an answer makes: the cheapest write the store has. It renews the
+        # lease too, and writes nothing once another process holds it (the answer was taken over).
+        changed = await self._write(
             "UPDATE messages SET text = ?, tokens = CASE WHEN text = ? THEN tokens END, status = ?, "
             "slack_parts = ?, slack_ts = ?, "
             "finish_reason = COALESCE(?, finish_reason), prompt_tokens = COALESCE(?, prompt_tokens), "
             "completion_tokens = COALESCE(?, completion_tokens), total_tokens = COALESCE(?, total_tokens), "
-            "updated_at = ? WHERE id = ?",
+            "updated_at = ?, lease_until = ? WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?)",
             (
                 text,
                 text,
@@ -99,13 +126,44 @@ class SQLStore:
                 usage.completion_tokens if usage else None,
                 usage.total_tokens if usage else None,
                 time.time(),
+                self._lease_until() if status in UNFINISHED else None,
                 answer_id,
+                self.owner,
             ),
         )
+        return changed > 0
 
     async def unfinished_answers(self) -> list[UnfinishedAnswer]:
         rows = await self._rows(UNFINISHED_QUERY, UNFINISHED)
         return [UnfinishedAnswer(r[0], ThreadKey(r[1], r[2], r[3]), r[4], json.loads(r[5])) for r in rows]
+
+    # leases ----------------------------------------------------------------------------------------------
+
+    async def renew_leases(self, answer_ids: Iterable[int]) -> set[int]:
+        ids = list(answer_ids)
+        if not ids:
+            return set()
+        rows = await self._write_returning(
+            RENEW_QUERY.format(ids=",".join("?" * len(ids))), (self._lease_until(), self.owner, *UNFINISHED, *ids)
+        )
+        return {r[0] for r in rows}
+
+    async def release_leases(self, answer_ids: Iterable[int]) -> None:
+        ids = list(answer_ids)
+        if ids:
+            await self._write(RELEASE_QUERY.format(ids=",".join("?" * len(ids))), (self.owner, *ids))
+
+    async def take_lapsed(self, limit: int = 20) -> list[AnswerRef]:
+        taken = await self._take_lapsed(limit)
+        refs = [await self.answer_ref(answer_id) for answer_id in sorted(taken)]
+        return [ref for ref in refs if ref is not None]
+
+    async def _take_lapsed(self, limit: int) -> list[int]:
+        """Lease lapsed answers to this process; the ids taken."""
+        raise NotImplementedError
+
+    async def earlier_unfinished(self, conversation_id: int, user_ts: str) -> bool:
+        return bool(await self._rows(EARLIER_UNFINISHED_QUERY, (conversation_id, *UNFINISHED, user_ts)))
 
     # edits and deletions from Slack -----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.storage.base import (
+    LEASE_SECONDS,
     UNFINISHED,
     NewMessage,
     Persona,
@@ -24,9 +25,7 @@ from bot.storage.base import (
     Turn,
 )
 from bot.storage.migrations import migrate
-from bot.storage.queries import (
-    RESTART_QUERY,
-)
+from bot.storage.queries import RESTART_QUERY
 from bot.storage.sql_store import SQLStore
 
 
@@ -49,12 +48,15 @@ async def _to_the_end(work: Awaitable[None]) -> None:
 
 
 class SQLiteStore(SQLStore):
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS
+    ) -> None:
+        super().__init__(owner=owner, lease_seconds=lease_seconds)
         self._db = db
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str) -> SQLiteStore:
+    async def open(cls, path: str, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> SQLiteStore:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path, isolation_level=None)
@@ -64,7 +66,7 @@ class SQLiteStore(SQLStore):
         # With WAL, NORMAL survives process crashes and skips an fsync per commit (answers save often).
         await db.execute("PRAGMA synchronous=NORMAL")
         await migrate(db)
-        return cls(db)
+        return cls(db, owner=owner, lease_seconds=lease_seconds)
 
     async def close(self) -> None:
         await self._db.close()
@@ -96,6 +98,10 @@ class SQLiteStore(SQLStore):
         async with self._write_lock:
             cursor = await self._db.execute(sql, tuple(args))
             return cursor.rowcount
+
+    async def _write_returning(self, sql: str, args: Iterable[object]) -> list[aiosqlite.Row]:
+        async with self._write_lock:
+            return list(await self._db.execute_fetchall(sql, tuple(args)))
 
     async def _rows(self, sql: str, args: Iterable[object] = ()) -> list[aiosqlite.Row]:
         # One trip to SQLite's thread (a cursor's execute, fetch and close would be three).
@@ -131,9 +137,9 @@ class SQLiteStore(SQLStore):
                 return None  # already claimed: the transaction commits nothing new
             user_id = cursor.lastrowid
             cursor = await db.execute(
-                "INSERT INTO messages (conversation_id, role, text, reply_to, status, created_at, updated_at) "
-                "VALUES (?, 'assistant', '', ?, ?, ?, ?)",
-                (conversation.id, user_id, Status.PENDING, now, now),
+                "INSERT INTO messages (conversation_id, role, text, reply_to, status, created_at, updated_at, "
+                "lease_owner, lease_until) VALUES (?, 'assistant', '', ?, ?, ?, ?, ?, ?)",
+                (conversation.id, user_id, Status.PENDING, now, now, self.owner, now + self.lease_seconds),
             )
             assert user_id is not None and cursor.lastrowid is not None
             return Turn(
@@ -165,11 +171,28 @@ class SQLiteStore(SQLStore):
             # Compared with the text that was counted: an edit in the meantime wins.
             await db.executemany("UPDATE messages SET tokens = ? WHERE id = ? AND text = ?", rows)
 
+    # leases ---------------------------------------------------------------------------------------------------
+
+    async def _take_lapsed(self, limit: int) -> list[int]:
+        # SQLite serves one process: an answer left unfinished by any other holder was left by a process that
+        # died (or stopped), whatever its lease says.
+        rows = await self._write_returning(
+            "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id IN ("
+            f"SELECT id FROM messages WHERE role = 'assistant' AND status IN ({','.join('?' * len(UNFINISHED))}) "
+            "AND (lease_owner IS NULL OR lease_owner <> ?) ORDER BY id LIMIT ?) RETURNING id",
+            (self.owner, self._lease_until(), *UNFINISHED, self.owner, limit),
+        )
+        return [r[0] for r in rows]
+
     # re-running an answer --------------------------------------------------------------------------------------
 
     async def restart_answer(self, answer_id: int) -> Turn | None:
         async with self._transaction() as db:
-            cursor = await db.execute(RESTART_QUERY, (Status.PENDING, time.time(), answer_id, *UNFINISHED))
+            now = time.time()
+            cursor = await db.execute(
+                RESTART_QUERY,
+                (Status.PENDING, now, self.owner, now + self.lease_seconds, answer_id, *UNFINISHED),
+            )
             if cursor.rowcount == 0:
                 return None
             await db.execute("DELETE FROM feedback WHERE answer_id = ?", (answer_id,))

@@ -1,5 +1,6 @@
-"""Start-up recovery against the fake Slack: answers a hard kill left half-written get their note and a
-Try again button, and no text is ever shown twice (where the last process cut long answers is not stored)."""
+"""Marking interrupted answers against the fake Slack: an answer a hard kill left half-written too long ago to
+continue gets its note and a Try again button, and no text is ever shown twice (where the last process cut long
+answers is not stored)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from bot.core.personas import Persona
 from bot.notes import RESTART_NOTE
-from bot.recovery import recover
+from bot.recovery import mark_interrupted
 from bot.slack.api import SlackApi
 from bot.slack.blocks import RETRY_ACTION
 from bot.storage import NewMessage, SQLiteStore, Status, ThreadKey
@@ -49,6 +50,15 @@ async def left_half_written(store: SQLiteStore, api: SlackApi, texts: list[str],
         parts.append(str(data["ts"]))
     await store.save_answer(turn.answer_id, text="".join(texts), status=Status.STREAMING, slack_parts=parts)
     return turn.answer_id
+
+
+async def recover(store: SQLiteStore, api: SlackApi) -> int:
+    """What the next start does with answers too old to continue: take them over, and mark them."""
+    store.owner = "the-next-start"  # the process that wrote them is gone
+    taken = await store.take_lapsed()
+    for ref in taken:
+        await mark_interrupted(store, api, ref)
+    return len(taken)
 
 
 async def test_a_one_message_answer_is_rewritten_with_its_note_and_try_again(

@@ -6,6 +6,7 @@ Query plans, cancellation inside aiosqlite and migrating an old SQLite file are 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import aiosqlite
@@ -145,8 +146,10 @@ async def test_feedback_is_counted_per_channel_and_persona_in_one_workspace(stor
 
 
 async def test_answer_ref_names_the_question_thread_and_whether_it_is_the_latest(store: AnyStore) -> None:
+    before = time.time()
     first = await answered(store, KEY, "1700000100.000001", "U1", question="q1", answer="a1")
     ref = await store.answer_ref(first.answer_id)
+    assert ref is not None and before <= ref.asked_at <= time.time()
     assert ref == AnswerRef(
         answer_id=first.answer_id,
         conversation=first.conversation,
@@ -157,6 +160,7 @@ async def test_answer_ref_names_the_question_thread_and_whether_it_is_the_latest
         text="a1",
         slack_parts=["1700000100.000009", "1700000100.0000091"],
         latest=True,
+        asked_at=ref.asked_at,
     )
     # Backfilled context is older than the question: the answer stays the latest.
     await store.add_context(first.conversation.id, [NewMessage("user", "early", "1700000099.000001", "U3")])
@@ -400,8 +404,24 @@ TABLES = {"a", "q", "l", "c", "m", "f", "w", "p", "messages", "conversations", "
         (queries.ANSWER_REF_QUERY, (1,), "SEARCH l USING INDEX messages_slack_ts"),
         (
             queries.RESTART_QUERY,
-            (Status.PENDING, 1.0, 1, *queries.UNFINISHED),
+            (Status.PENDING, 1.0, "owner", 16.0, 1, *queries.UNFINISHED),
             "SEARCH l USING INDEX messages_slack_ts",
+        ),
+        # Leases and the order of a thread's turns: read on every turn and every few seconds.
+        (
+            queries.EARLIER_UNFINISHED_QUERY,
+            (1, *queries.UNFINISHED, "1700000100.000001"),
+            "SEARCH a USING INDEX messages_by_conversation",
+        ),
+        (
+            "SELECT id FROM messages WHERE " + queries.LAPSED,
+            (*queries.UNFINISHED, 1.0, "owner"),
+            "SEARCH messages USING INDEX messages_status",
+        ),
+        (
+            queries.RENEW_QUERY.format(ids="?,?"),
+            (16.0, "owner", *queries.UNFINISHED, 1, 2),
+            "SEARCH messages USING",
         ),
         (queries.FEEDBACK_COUNTS_QUERY, ("T1",), "SEARCH f USING INDEX sqlite_autoindex_feedback_1"),
         (queries.RECENT_CONVERSATIONS_QUERY, ("U1", "T1", 10), "SEARCH w USING INDEX messages_by_user"),
@@ -430,17 +450,31 @@ async def test_the_feedback_migration_applies_to_a_database_of_the_previous_sche
     new = names.index("m006_feedback_and_home")
     with monkeypatch.context() as patched:
         patched.setattr(migrations_module, "MIGRATIONS", MIGRATIONS[:new])
-        old = await SQLiteStore.open(str(path))
-        turn = await answered(old, KEY, "1700000100.000001", answer="kept")
-        await old.close()
+        async with aiosqlite.connect(path, isolation_level=None) as db:
+            await migrate(db)
+            # A finished turn as the bot of that schema wrote it (today's store code writes newer columns).
+            await db.execute(
+                "INSERT INTO conversations (id, team_id, channel_id, thread_ts, system_prompt, persona, params, "
+                "created_at) VALUES (1, 'T1', 'C1', '1700000100.000001', '', 'kind', '{}', 1)"
+            )
+            await db.execute(
+                "INSERT INTO messages (id, conversation_id, role, text, slack_user, slack_ts, status, created_at, "
+                "updated_at) VALUES (1, 1, 'user', 'q', 'U1', '1700000100.000001', 'complete', 1, 1)"
+            )
+            await db.execute(
+                "INSERT INTO messages (id, conversation_id, role, text, reply_to, slack_parts, slack_ts, status, "
+                "created_at, updated_at) VALUES (2, 1, 'assistant', 'kept', 1, '[\"1700000100.000009\"]', "
+                "'1700000100.000009', 'complete', 1, 1)"
+            )
 
     async with aiosqlite.connect(path, isolation_level=None) as db:
         assert await migrate(db) == names[new:]
     store = await SQLiteStore.open(str(path))
     try:
-        assert await store.record_feedback(turn.answer_id, "U1", "good")
-        ref = await store.answer_ref(turn.answer_id)
+        assert await store.record_feedback(2, "U1", "good")
+        ref = await store.answer_ref(2)
         assert ref is not None and ref.text == "kept" and ref.latest
         assert [s.first_question for s in await store.recent_conversations("T1", "U1")] == ["q"]
+        assert await store.take_lapsed() == []  # a finished answer of the old schema is nobody's to take over
     finally:
         await store.close()

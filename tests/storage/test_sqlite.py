@@ -54,6 +54,8 @@ async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
             "created_at",
             "updated_at",
             "tokens",
+            "lease_owner",
+            "lease_until",
         ]
         async with db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'") as c:
             assert sorted(r[0] for r in await c.fetchall() if not r[0].startswith("sqlite_")) == [

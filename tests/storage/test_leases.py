@@ -1,0 +1,120 @@
+"""Leases on answers in flight: who writes an answer, and taking over the answers of a process that died.
+
+Each case runs on both backends; a second store on the same database plays the other process (another replica
+on PostgreSQL; on SQLite, the next start of the bot, since an SQLite file serves one process at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.storage import NewMessage, SQLiteStore, Status, ThreadKey, Turn
+from bot.storage.postgres import PostgresStore
+from tests.storage.conftest import AnyStore, query
+from tests.storage.test_answers_and_home import KIND
+
+KEY = ThreadKey("T1", "C1", "1700000100.000001")
+
+
+@pytest.fixture
+async def other(request: pytest.FixtureRequest, store: AnyStore, path: Path) -> AsyncIterator[AnyStore]:
+    """Another process's store on the same database."""
+    if isinstance(store, PostgresStore):
+        opened: AnyStore = await PostgresStore.open(request.getfixturevalue("database_url"), pool_size=2)
+    else:
+        opened = await SQLiteStore.open(str(path))
+    yield opened
+    await opened.close()
+
+
+async def claim(store: AnyStore, ts: str, key: ThreadKey = KEY) -> Turn:
+    turn = await store.claim_turn(key, KIND, NewMessage("user", f"q {ts}", ts, "U1"))
+    assert turn is not None
+    return turn
+
+
+async def lapse(store: AnyStore, answer_id: int) -> None:
+    """The lease runs out, as it does some seconds after its process died."""
+    await store._write("UPDATE messages SET lease_until = ? WHERE id = ?", (1.0, answer_id))
+
+
+async def test_a_claimed_answer_is_leased_to_its_process_until_it_finishes(store: AnyStore, other: AnyStore) -> None:
+    turn = await claim(store, "1700000100.000001")
+    [(owner, until)] = await query(store, "SELECT lease_owner, lease_until FROM messages WHERE id = ?", turn.answer_id)
+    assert owner == store.owner != other.owner and until > 0
+    assert await store.renew_leases([turn.answer_id, 999]) == {turn.answer_id}
+    assert await other.renew_leases([turn.answer_id]) == set()  # not its lease
+    assert await store.save_answer(turn.answer_id, text="done", status=Status.COMPLETE, slack_parts=["1.2"])
+    assert await store.renew_leases([turn.answer_id]) == set()  # finished: nothing left to hold
+    assert await other.take_lapsed() == []
+
+
+async def test_a_lapsed_answer_is_taken_over_with_what_it_had_and_its_writer_is_fenced_off(
+    store: AnyStore, other: AnyStore
+) -> None:
+    turn = await claim(store, "1700000100.000001")
+    assert await store.save_answer(turn.answer_id, text="so far", status=Status.STREAMING, slack_parts=["1.2"])
+    if isinstance(store, PostgresStore):
+        assert await other.take_lapsed() == []  # the lease is still running: its process may be alive
+        await lapse(store, turn.answer_id)
+    [taken] = await other.take_lapsed()
+    assert (taken.answer_id, taken.text, taken.slack_parts, taken.user_ts) == (
+        turn.answer_id,
+        "so far",
+        ["1.2"],
+        turn.user_ts,
+    )
+    assert taken.conversation == turn.conversation and taken.asker == "U1" and taken.asked_at > 0
+    assert await other.take_lapsed() == []  # taken once
+
+    # The first process (if it was only slow) can write no more, and no longer holds the lease.
+    assert not await store.save_answer(turn.answer_id, text="so far, and mo", status=Status.STREAMING, slack_parts=[])
+    assert await store.renew_leases([turn.answer_id]) == set()
+    assert await other.save_answer(turn.answer_id, text="so far, and more", status=Status.COMPLETE, slack_parts=["1.2"])
+    ref = await store.answer_ref(turn.answer_id)
+    assert ref is not None and ref.text == "so far, and more" and ref.status is Status.COMPLETE
+
+
+async def test_a_released_lease_is_taken_at_once_and_a_process_never_takes_its_own(
+    store: AnyStore, other: AnyStore
+) -> None:
+    turn = await claim(store, "1700000100.000001")
+    await lapse(store, turn.answer_id)
+    assert await store.take_lapsed() == []  # its own answer: still writing it, as far as it knows
+    fresh = await claim(store, "1700000100.000002")
+    await store.release_leases([fresh.answer_id])
+    taken = [ref.answer_id for ref in await other.take_lapsed()]
+    assert taken == [turn.answer_id, fresh.answer_id]
+
+
+async def test_a_turn_waits_only_for_unfinished_answers_to_earlier_questions(store: AnyStore) -> None:
+    first = await claim(store, "1700000100.000001")
+    second = await claim(store, "1700000100.000002")
+    conversation = first.conversation.id
+    assert not await store.earlier_unfinished(conversation, first.user_ts)
+    assert await store.earlier_unfinished(conversation, second.user_ts)
+    await store.save_answer(first.answer_id, text="a", status=Status.COMPLETE, slack_parts=["1.2"])
+    assert not await store.earlier_unfinished(conversation, second.user_ts)
+    elsewhere = await claim(store, "1700000100.000003", ThreadKey("T1", "C2", "1700000100.000003"))
+    assert not await store.earlier_unfinished(elsewhere.conversation.id, elsewhere.user_ts)  # other threads: no
+
+
+async def test_replicas_sweeping_at_once_take_each_lapsed_answer_once(
+    postgres_store: PostgresStore, database_url: str
+) -> None:
+    turns = [await claim(postgres_store, f"1700000100.00000{i}") for i in range(1, 7)]
+    await postgres_store._write("UPDATE messages SET lease_until = 1 WHERE role = 'assistant'", ())
+    replicas = [await PostgresStore.open(database_url, pool_size=2) for _ in range(3)]
+    try:
+        taken = await asyncio.gather(*(r.take_lapsed(limit=3) for r in replicas))
+    finally:
+        for replica in replicas:
+            await replica.close()
+    ids = sorted(ref.answer_id for refs in taken for ref in refs)
+    assert ids == sorted(t.answer_id for t in turns)
+    owners = await query(postgres_store, "SELECT DISTINCT lease_owner FROM messages WHERE role = 'assistant'")
+    assert {o for (o,) in owners} == {r.owner for r, refs in zip(replicas, taken, strict=True) if refs}
