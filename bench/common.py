@@ -2,12 +2,14 @@
 
 The bot runs as `python -m bot` (optionally under a wrapper such as valgrind) in HTTP mode (signed Events API
 posts to its port) or Socket Mode (envelopes on the fake's websocket). Everything talks to 127.0.0.1 only.
+`Replicas` runs several such processes for one workspace (each on its own port, or its own websocket).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import os
 import signal
 import socket
@@ -15,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,6 +212,9 @@ class BotProcess:
     port: int = 0
     spawned_at: float = 0.0
     listening_at: float = float("nan")
+    # Socket Mode with several connections at the fake (replicas): the id of the one this bot's events go on.
+    # None: the fake's choice (round robin over the open ones; with one bot, its own).
+    connection: int | None = None
 
     @property
     def pid(self) -> int:
@@ -247,28 +252,40 @@ class BotProcess:
 
     async def spawn(self, limit: float) -> None:
         """Start the bot and wait until it listens (HTTP: its port is open; Socket Mode: the websocket is up)."""
+        await self.launch()
+        await self.wait_listening(limit)
+
+    async def launch(self) -> None:
+        """Start the bot's process, without waiting for it to listen (`wait_listening` does)."""
         env = self.environment()
         self.spawned_at = time.monotonic()
         self.process = await asyncio.create_subprocess_exec(
             *self.wrapper, sys.executable, "-m", "bot", env=env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL
         )
+
+    async def wait_listening(self, limit: float, listening: Awaitable[object] | None = None) -> None:
+        """Wait until the launched bot listens: `listening` when given (it ends when the bot listens), else its
+        port (HTTP) or a Socket Mode connection to the fake. BenchError if it exits first or takes over `limit` s."""
+        assert self.process is not None
         exited = asyncio.ensure_future(self.process.wait())
-        if self.slack_mode == "socket":
-            listening = asyncio.ensure_future(self.slack.socket_connected(limit))
-        else:
-            listening = asyncio.ensure_future(wait_for(lambda: port_open(self.port), limit, 0.01))
+        if listening is None:
+            if self.slack_mode == "socket":
+                listening = self.slack.socket_connected(limit)
+            else:
+                listening = wait_for(lambda: port_open(self.port), limit, 0.01)
+        waiting = asyncio.ensure_future(listening)
         try:
-            await asyncio.wait({exited, listening}, timeout=limit + 1, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({exited, waiting}, timeout=limit + 1, return_when=asyncio.FIRST_COMPLETED)
             if exited.done():
                 raise BenchError(f"the bot exited with status {self.process.returncode} before it listened")
-            ok = listening.done() and not listening.cancelled() and listening.exception() is None
-            if not ok or listening.result() is False:
+            ok = waiting.done() and not waiting.cancelled() and waiting.exception() is None
+            if not ok or waiting.result() is False:
                 raise BenchError(f"the bot was not listening after {limit:.0f} s ({self.slack_mode} mode)")
             self.listening_at = time.monotonic()
         finally:
-            for task in (exited, listening):
+            for task in (exited, waiting):
                 task.cancel()
-            await asyncio.gather(exited, listening, return_exceptions=True)
+            await asyncio.gather(exited, waiting, return_exceptions=True)
 
     @property
     def returncode(self) -> int | None:
@@ -283,7 +300,8 @@ class BotProcess:
         delivery = Delivery(time.monotonic())
         try:
             if self.slack_mode == "socket":
-                await self.slack.send_envelope("events_api", self.slack.envelope(event), timeout=ACK_LIMIT)
+                chosen = {} if self.connection is None else {"connection": self.connection}
+                await self.slack.send_envelope("events_api", self.slack.envelope(event), timeout=ACK_LIMIT, **chosen)
                 delivery.status = "ack"
             else:
                 url = f"http://127.0.0.1:{self.port}/slack/events"
@@ -311,6 +329,83 @@ class BotProcess:
             print(f"  the bot did not stop within {grace:.0f} s of SIGTERM; killing it", file=sys.stderr)
             self.process.kill()
             await self.process.wait()
+
+
+def socket_replicas_supported() -> bool:
+    """Whether the fake Slack holds several Socket Mode connections (one per replica) and sends on a chosen one."""
+    connected = inspect.signature(fs.FakeSlack.socket_connected).parameters
+    send = inspect.signature(fs.FakeSlack.send_envelope).parameters
+    return "count" in connected and "connection" in send
+
+
+@dataclass
+class Replicas:
+    """Several `python -m bot` processes serving one workspace (on one database), as replicas behind a load
+    balancer: spawned together, each question delivered to the next replica in turn.
+
+    HTTP: each replica listens on its own port. Socket Mode: each opens its own websocket to the fake, and
+    the events go round robin over those connections (one per replica; which connection is which replica's
+    is not known, nor needed: each gets every N-th event).
+    """
+
+    bots: list[BotProcess]
+
+    def __len__(self) -> int:
+        return len(self.bots)
+
+    @property
+    def alive(self) -> bool:
+        return all(bot.alive for bot in self.bots)
+
+    def dead(self) -> str:
+        """Which replicas exited, with their status ("" when all run)."""
+        return ", ".join(f"replica {i + 1} (status {b.returncode})" for i, b in enumerate(self.bots) if not b.alive)
+
+    @property
+    def startup_s(self) -> float:
+        """The slowest replica's start-up: from its spawn to its listening."""
+        return max(bot.startup_s for bot in self.bots)
+
+    async def spawn(self, limit: float) -> None:
+        """Spawn every replica at once and wait until all listen; BenchError as soon as one fails."""
+        for bot in self.bots:
+            await bot.launch()
+        slack = self.bots[0].slack
+        socket = self.bots[0].slack_mode == "socket" and len(self.bots) > 1
+        # Socket Mode: a replica is taken as listening once every replica's websocket is up (the fake cannot
+        # tell whose a connection is), so each one's start-up is the slowest one's.
+        connected = asyncio.ensure_future(slack.socket_connected(limit, count=len(self.bots))) if socket else None
+        waits = [
+            asyncio.ensure_future(bot.wait_listening(limit, None if connected is None else asyncio.shield(connected)))
+            for bot in self.bots
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_EXCEPTION)
+            for i, task in enumerate(waits):
+                if task.done() and task.exception() is not None:
+                    raise BenchError(f"replica {i + 1} of {len(self.bots)}: {task.exception()}")
+        finally:
+            for task in [*waits, *([connected] if connected else [])]:
+                task.cancel()
+            await asyncio.gather(*waits, *([connected] if connected else []), return_exceptions=True)
+        if socket:
+            ids = slack.socket_connections
+            if len(ids) < len(self.bots):
+                raise BenchError(f"{len(ids)} Socket Mode connections open for {len(self.bots)} replicas")
+            for bot, connection in zip(self.bots, ids, strict=False):
+                bot.connection = connection
+
+    async def deliver_all(self, events: Sequence[dict[str, Any]]) -> list[Delivery]:
+        """Deliver `events` at once, event i to replica i mod N; the deliveries in the order of `events`."""
+        n = len(self.bots)
+        return list(await asyncio.gather(*(self.bots[i % n].deliver(e) for i, e in enumerate(events))))
+
+    async def warm_up(self, limit: float) -> None:
+        """One unmeasured question per replica (each its own first connections and first turn), all at once."""
+        await asyncio.gather(*(warm_up(bot, limit) for bot in self.bots))
+
+    async def stop(self, grace: float = 60.0) -> None:
+        await asyncio.gather(*(bot.stop(grace) for bot in self.bots))
 
 
 async def warm_up(bot: BotProcess, limit: float) -> None:

@@ -5,6 +5,7 @@
     python -m bench.streaming --sizes 24 --modes auto --chars 900
     python -m bench.streaming --soak 1000 --modes update          # memory over 1000 answers in a row
     python -m bench.streaming --instructions                      # instructions per answer, under callgrind
+    python -m bench.streaming --replicas 3 --database postgresql://USER@HOST:5432/DB --sizes 24  # 3 bots, 1 DB
 
 Each question is a mention in its own thread (spread over 8 channels), all delivered at once: signed Events
 API posts (`--slack http`) or concurrent envelopes on the Socket Mode websocket (`--slack socket`). The fake
@@ -14,6 +15,20 @@ start-up to listening, first sign of life after the event, lag between the model
 showing the complete answer, the slowest acknowledgement, Slack calls per answer, 429s, the bot's CPU time
 per answer, its peak memory and its memory after the run; with `--runs K`, the median of K runs.
 Figures, not assertions: see BENCHMARKS.md.
+
+`--replicas N` runs N bot processes for the one workspace, all spawned together (cold: the burst leaves once
+all listen; warm: each answers one warm-up question) and the burst's questions go round robin over them: HTTP,
+each to its replica's own port; Socket Mode, each replica has its own websocket to the fake. Figures are of
+the whole set: CPU is all replicas' together, per answer; peak MB and RSS after are the largest replica's
+(peak sum MB adds them up); start-up is the slowest replica's; 429s and calls are the fake's. `--database
+postgresql://…` (which several replicas need) runs every replica on that PostgreSQL server, in an empty
+database of each run's own (`bench_<random>`, dropped after the run). DB trips/answer: the transactions the
+server counted in that database (pg_stat_database: xact_commit + xact_rollback) from just before the burst to
+the replicas' exit, per answer. A statement in autocommit is one transaction and one round trip, but a
+transaction of several statements counts once, so this is a lower bound of the round trips; divide by
+calls/answer for round trips per Slack call. PostgreSQL publishes a busy connection's counters up to 10 s
+late, so warm runs wait 10.5 s (not 2.5) after the warm-up on PostgreSQL, and cold runs may count the last
+start-up transactions (about 2 per replica). With SQLite (the default: a new file per run) the column shows "–".
 """
 
 from __future__ import annotations
@@ -26,7 +41,9 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench import callgrind
 from bench.common import (
@@ -39,6 +56,7 @@ from bench.common import (
     USER,
     BenchError,
     BotProcess,
+    Replicas,
     answer_text,
     bot_sources,
     cpu_seconds,
@@ -48,13 +66,15 @@ from bench.common import (
     question,
     script_for,
     shown_texts,
+    socket_replicas_supported,
     start_fakes,
     status_mb,
     stop_fakes,
     stream_close_s,
     wait_for,
-    warm_up,
 )
+from bench.database import QUIET_S, RunDatabase, check_server, is_postgres, where
+from tests.fakes import mistral as fm
 from tests.fakes import slack as fs
 
 PACE = 60.0  # characters a second: 6 every 0.1 s
@@ -64,6 +84,7 @@ DONE_LIMIT = 300.0  # seconds from the burst to every answer complete
 VALGRIND_START_LIMIT = 600.0
 VALGRIND_DONE_LIMIT = 1800.0
 VALGRIND_PACE = 12.0  # the bot has to keep up with the model while it runs 50 times slower
+WARM_PAUSE = 2.5  # seconds between the warm-up and the burst, for the warm-up's last calls to land
 
 
 @dataclass(frozen=True)
@@ -75,10 +96,13 @@ class Config:
     chars: int
     pace: float
     instructions: bool = False
+    replicas: int = 1
+    database: str | None = None  # a PostgreSQL server's URL; None: SQLite
 
     @property
     def label(self) -> str:
-        return f"{self.slack} {'cold' if self.cold else 'warm'} {self.size} {self.mode}"
+        replicas = f" x{self.replicas}" if self.replicas > 1 else ""
+        return f"{self.slack} {'cold' if self.cold else 'warm'} {self.size} {self.mode}{replicas}"
 
 
 @dataclass
@@ -100,6 +124,20 @@ class Run:
     rss_after_mb: float
     complete: int
     instructions: int | None = None
+    replicas: int = 1
+    calls: int = 0  # Web API calls during the run
+    peak_sum_mb: float = float("nan")  # the replicas' peaks added up (peak_mb and rss_after_mb: the largest's)
+    cpu_ms_split: list[float] = field(default_factory=list)  # each replica's CPU per answer (of all answers)
+    db_transactions: int | None = None  # PostgreSQL: transactions counted in the run's database; None: SQLite
+
+    def db_per_answer(self, size: int) -> float:
+        return float("nan") if self.db_transactions is None else self.db_transactions / size
+
+    def _database(self, size: int) -> str:
+        if self.db_transactions is None:
+            return ""
+        per_call = self.db_transactions / self.calls if self.calls else float("nan")
+        return f"{self.db_per_answer(size):.1f} DB trips/answer ({per_call:.2f} per Slack call), "
 
     def _streams(self) -> str:
         if self.close_max != self.close_max and not self.still_open:
@@ -112,8 +150,8 @@ class Run:
             f"start-up {self.startup_s:.2f} s, life {self.life_median:.3f}/{self.life_max:.3f} s, "
             f"lag {self.lag_median:.2f}/{self.lag_max:.2f} s, ack max {self.ack_max:.3f} s, "
             f"{self._streams()}"
-            f"{self.calls_per_answer:.1f} calls/answer, {self.rate_limited} 429s, "
-            f"CPU {self.cpu_ms_per_answer:.1f} ms/answer, peak {self.peak_mb:.0f} MB, "
+            f"{self.calls_per_answer:.1f} calls/answer, {self._database(size)}{self.rate_limited} 429s, "
+            f"CPU {self.cpu_ms_per_answer:.1f} ms/answer{self._split()}, peak {self.peak_mb:.0f} MB{self._sum()}, "
             f"RSS after {self.rss_after_mb:.0f} MB, {self.complete}/{size} complete"
         )
         if self.late_acks or self.lost:
@@ -122,68 +160,96 @@ class Run:
             text += f", {self.instructions / size / 1e6:.2f} M instructions/answer"
         return text
 
+    def _split(self) -> str:
+        if self.replicas < 2:
+            return ""
+        return " (" + " + ".join(f"{ms:.1f}" for ms in self.cpu_ms_split) + " by replica)"
+
+    def _sum(self) -> str:
+        return f" (sum {self.peak_sum_mb:.0f} MB)" if self.replicas > 1 else ""
+
 
 async def burst(cfg: Config) -> Run:
-    """One bot process, one burst of `cfg.size` concurrent questions; the figures of that burst."""
+    """`cfg.replicas` bot processes, one burst of `cfg.size` concurrent questions; the figures of that burst."""
     slack, model = await start_fakes()
     start_limit = VALGRIND_START_LIMIT if cfg.instructions else START_LIMIT
     done_limit = VALGRIND_DONE_LIMIT if cfg.instructions else DONE_LIMIT
     try:
         with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            bot = BotProcess(
-                slack,
-                model,
-                cfg.slack,
-                cfg.mode,
-                tmp,
-                wrapper=callgrind.wrapper(tmp) if cfg.instructions else (),
-            )
-            try:
-                return await _measure(cfg, bot, start_limit, done_limit, tmp)
-            finally:
-                await bot.stop(grace=120.0 if cfg.instructions else 60.0)
+            async with AsyncExitStack() as stack:
+                db = await stack.enter_async_context(RunDatabase(cfg.database)) if cfg.database else None
+                bots = Replicas([_bot(cfg, slack, model, tmp, i, db) for i in range(cfg.replicas)])
+                try:
+                    run, db_before = await _measure(cfg, bots, db, start_limit, done_limit, tmp)
+                finally:
+                    await bots.stop(grace=120.0 if cfg.instructions else 60.0)
+                if db is not None:
+                    # Read once every replica has exited: a connection publishes its last counters as it closes.
+                    run.db_transactions = await db.transactions_after_exit() - db_before
+                return run
     finally:
         await stop_fakes(slack, model)
 
 
-async def _measure(cfg: Config, bot: BotProcess, start_limit: float, done_limit: float, tmp: str) -> Run:
-    slack, model = bot.slack, bot.model
+def _bot(
+    cfg: Config, slack: fs.FakeSlack, model: fm.FakeMistral, tmp: str, i: int, db: RunDatabase | None
+) -> BotProcess:
+    workdir = tmp if cfg.replicas == 1 else f"{tmp}/replica{i + 1}"
+    Path(workdir).mkdir(exist_ok=True)
+    return BotProcess(
+        slack,
+        model,
+        cfg.slack,
+        cfg.mode,
+        workdir,
+        wrapper=callgrind.wrapper(tmp) if cfg.instructions else (),
+        extra_env={"DATABASE_URL": db.url} if db is not None else {},
+    )
+
+
+async def _measure(
+    cfg: Config, bots: Replicas, db: RunDatabase | None, start_limit: float, done_limit: float, tmp: str
+) -> tuple[Run, int]:
+    """The burst's figures, and the database's transaction count just before it (0 with SQLite)."""
+    slack, model = bots.bots[0].slack, bots.bots[0].model
     expected = [answer_text(cfg.chars, i) for i in range(cfg.size)]
     events: list[dict] = []
     if cfg.cold:
-        # Everything ready before the spawn, so the burst leaves the moment the bot listens.
+        # Everything ready before the spawn, so the burst leaves the moment every replica listens.
         for text in expected:
             model.queue(script_for(text, cfg.pace))
         events = [mention(slack, f"C0BENCH{i % CHANNELS}", question(i)) for i in range(cfg.size)]
-    await bot.spawn(start_limit)
+    await bots.spawn(start_limit)
     if not cfg.cold:
-        await warm_up(bot, start_limit)
-        await asyncio.sleep(2.5)  # let the warm-up's last calls land
+        await bots.warm_up(start_limit)
+        # Let the warm-up's last calls land; on PostgreSQL, also its transactions reach the server's counters.
+        await asyncio.sleep(max(WARM_PAUSE, QUIET_S) if db is not None else WARM_PAUSE)
         for text in expected:
             model.queue(script_for(text, cfg.pace))
         events = [mention(slack, f"C0BENCH{i % CHANNELS}", question(i)) for i in range(cfg.size)]
     if cfg.instructions:
-        await callgrind.start_counting(bot.pid)
+        await callgrind.start_counting(bots.bots[0].pid)
     calls_before, limited_before = len(slack.calls), slack.rate_limited
-    cpu_before = cpu_seconds(bot.pid)
+    db_before = await db.transactions() if db is not None else 0
+    cpu_before = [cpu_seconds(bot.pid) for bot in bots.bots]
 
-    deliveries = await bot.deliver_all(events)
+    deliveries = await bots.deliver_all(events)
     answers = set(expected)
     threads = {(e["channel"], e["ts"]) for e in events}
 
     def all_done() -> bool:
         # Complete as people see it, and no native stream still open: stopping one is work the answer owes.
         shown = shown_texts(slack, threads)
-        return not bot.alive or (all(shown.get(t) in answers for t in threads) and not open_streams(slack, threads))
+        return not bots.alive or (all(shown.get(t) in answers for t in threads) and not open_streams(slack, threads))
 
     await wait_for(all_done, done_limit, 0.05)
-    if not bot.alive:
-        raise BenchError(f"the bot exited with status {bot.returncode} during the burst")
+    if not bots.alive:
+        raise BenchError(f"the bot exited during the burst: {bots.dead()}")
     await asyncio.sleep(5.0 if cfg.instructions else 1.0)  # let stream closing calls land before counting
-    instructions = await callgrind.stop_counting(bot.pid, tmp) if cfg.instructions else None
-    cpu = cpu_seconds(bot.pid) - cpu_before
-    peak = status_mb(bot.pid, "VmHWM")
-    rss = status_mb(bot.pid, "VmRSS")
+    instructions = await callgrind.stop_counting(bots.bots[0].pid, tmp) if cfg.instructions else None
+    cpu = [cpu_seconds(bot.pid) - before for bot, before in zip(bots.bots, cpu_before, strict=True)]
+    peaks = [status_mb(bot.pid, "VmHWM") for bot in bots.bots]
+    rss = max(status_mb(bot.pid, "VmRSS") for bot in bots.bots)
     calls = len(slack.calls) - calls_before
     limited = slack.rate_limited - limited_before
 
@@ -213,8 +279,8 @@ async def _measure(cfg: Config, bot: BotProcess, start_limit: float, done_limit:
     if os.environ.get("BENCH_VERBOSE"):
         print("  lags:", sorted(round(x, 2) for x in lags), file=sys.stderr)
     acks = [d.ack_s for d in deliveries if d.ack_s == d.ack_s]
-    return Run(
-        startup_s=bot.startup_s,
+    run = Run(
+        startup_s=bots.startup_s,
         life_median=median(lives),
         life_max=max(lives, default=float("nan")),
         lag_median=median(lags),
@@ -226,12 +292,17 @@ async def _measure(cfg: Config, bot: BotProcess, start_limit: float, done_limit:
         lost=len(deliveries) - len(acks),
         calls_per_answer=calls / cfg.size,
         rate_limited=limited,
-        cpu_ms_per_answer=cpu * 1000 / cfg.size,
-        peak_mb=peak,
+        cpu_ms_per_answer=sum(cpu) * 1000 / cfg.size,
+        peak_mb=max(peaks),
         rss_after_mb=rss,
         complete=complete,
         instructions=instructions,
+        replicas=cfg.replicas,
+        calls=calls,
+        peak_sum_mb=sum(peaks),
+        cpu_ms_split=[c * 1000 / cfg.size for c in cpu],
     )
+    return run, db_before
 
 
 def _print_straggler(slack: fs.FakeSlack, event: dict, messages: list[fs.Message], finished: float) -> None:
@@ -251,6 +322,7 @@ HEADER = (
     "start",
     "questions",
     "mode",
+    "replicas",
     "runs",
     "start-up s",
     "life med s",
@@ -260,10 +332,12 @@ HEADER = (
     "ack max s",
     "stream close max s",
     "calls/answer",
+    "DB trips/answer",
     "429s",
     "CPU ms/answer",
     "CPU min–max",
     "peak MB",
+    "peak sum MB",
     "RSS after MB",
     "complete",
 )
@@ -293,11 +367,14 @@ def row(cfg: Config, runs: list[Run], failed: int) -> str:
     still_open = sum(r.still_open for r in runs)
     if still_open:
         close += f" ({still_open} left open)"
+    counted = [r.db_per_answer(cfg.size) for r in runs if r.db_transactions is not None]
+    db = f"{median(counted):.1f}" if counted else "–"  # SQLite (or no run measured)
     cells = [
         cfg.slack,
         "cold" if cfg.cold else "warm",
         str(cfg.size),
         cfg.mode,
+        str(cfg.replicas),
         str(n),
         f"{med('startup_s'):.2f}",
         f"{med('life_median'):.3f}",
@@ -307,10 +384,12 @@ def row(cfg: Config, runs: list[Run], failed: int) -> str:
         ack,
         close,
         f"{med('calls_per_answer'):.1f}",
+        db,
         str(sum(r.rate_limited for r in runs)),
         f"{med('cpu_ms_per_answer'):.1f}",
         f"{min(cpu, default=float('nan')):.1f}–{max(cpu, default=float('nan')):.1f}",
         f"{med('peak_mb'):.0f}",
+        f"{med('peak_sum_mb'):.0f}",
         f"{med('rss_after_mb'):.0f}",
         complete,
     ]
@@ -353,6 +432,23 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     cli.add_argument("--soak", type=int, metavar="N", help="answer N questions in waves and watch the bot's memory")
     cli.add_argument("--wave", type=int, default=24, help="concurrent questions per wave in --soak (default 24)")
     cli.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="bot processes serving the workspace together; the burst goes round robin over them (default 1; "
+        "above 1 needs --database postgresql://…)",
+    )
+    cli.add_argument(
+        "--database",
+        default="sqlite",
+        metavar="URL",
+        help="sqlite (the default: a new file per run) or a PostgreSQL server's postgresql://user@host:port/db: "
+        "each run then gets an empty database of its own there (bench_<random>, dropped after; the user needs "
+        "CREATEDB), and DB trips/answer shows the transactions the server counted during the burst, per answer: "
+        "a lower bound of the round trips, since a multi-statement transaction counts once",
+    )
+    cli.add_argument(
         "--instructions",
         action="store_true",
         help="run the bot under callgrind and count its instructions per answer during the burst (slow)",
@@ -364,6 +460,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         cli.error(f"--slack takes {', '.join(SLACK_MODES)} (comma-separated), not {args.slack!r}")
     if args.runs < 1:
         cli.error("--runs must be at least 1")
+    if args.replicas < 1:
+        cli.error("--replicas must be at least 1")
+    if args.database.lower() == "sqlite":
+        args.database_url = None
+    elif is_postgres(args.database):
+        args.database_url = args.database
+    else:
+        cli.error("--database takes sqlite or a PostgreSQL URL (postgresql://user@host:port/dbname)")
+    if args.replicas > 1 and args.database_url is None:
+        cli.error("--replicas above 1 needs --database postgresql://…: SQLite serves one process")
+    if args.replicas > 1 and "socket" in args.slack_modes and not socket_replicas_supported():
+        cli.error(
+            "Socket Mode with --replicas above 1 needs a fake Slack that holds several websockets "
+            "(tests/fakes/slack.py: socket_connected(count=…), send_envelope(connection=…)); use --slack http"
+        )
+    if args.replicas > 1 and args.instructions:
+        cli.error("--instructions counts one process's instructions: it takes --replicas 1")
+    if args.soak is not None and (args.replicas > 1 or args.database_url is not None):
+        cli.error("--soak runs one bot on SQLite: --replicas and --database apply to bursts")
     if args.soak is not None and (args.instructions or args.cold):
         cli.error("--soak measures memory over many answers; --cold and --instructions apply to bursts")
     if args.soak is not None and (args.soak < 1 or args.wave < 1):
@@ -385,6 +500,20 @@ def describe_setup(args: argparse.Namespace, chars: int, pace: float) -> str:
         f"answers of {chars} characters at ~{pace:g} characters/s ({CHUNK_CHARS} a chunk); questions in {CHANNELS} "
         f"channels; Slack tiers enforced: {TIERS} per workspace, {PER_CHANNEL} per channel"
     )
+    replicas, url = getattr(args, "replicas", 1), getattr(args, "database_url", None)
+    if replicas > 1:
+        print(
+            f"{replicas} replicas (bot processes) per run, spawned together, one workspace: the questions go round "
+            "robin over them (HTTP: each its own port; Socket Mode: each its own websocket)"
+        )
+    if url is None:
+        print("database: SQLite, a new file per run")
+    else:
+        print(
+            f"database: PostgreSQL at {where(url)}, an empty database per run (dropped after); DB trips/answer: "
+            "transactions the server counted (pg_stat_database) from just before the burst to the replicas' exit, "
+            "per answer, a lower bound of round trips"
+        )
     return sources
 
 
@@ -419,6 +548,10 @@ async def main(argv: list[str] | None = None) -> None:
         problem = callgrind.available()
         if problem:
             sys.exit(f"--instructions needs valgrind: {problem}")
+    if args.database_url is not None:
+        problem = await check_server(args.database_url)
+        if problem:
+            sys.exit(f"--database: {problem}")
     sources = describe_setup(args, chars, pace)
     if args.instructions:
         print(
@@ -430,7 +563,9 @@ async def main(argv: list[str] | None = None) -> None:
     for slack_mode in args.slack_modes:
         for mode in args.mode_list:
             for size in args.size_list:
-                cfg = Config(slack_mode, args.cold, size, mode, chars, pace, args.instructions)
+                cfg = Config(
+                    slack_mode, args.cold, size, mode, chars, pace, args.instructions, args.replicas, args.database_url
+                )
                 runs, failed = await measure(cfg, args.runs)
                 print(row(cfg, runs, failed), flush=True)
                 sources = warn_if_changed(sources)

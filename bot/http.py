@@ -7,14 +7,16 @@ signatures and timestamps again. `/healthz` is for load balancers.
 
 Whatever a listener or middleware raises, in either mode, ends in `acknowledge_failures`: a log line without
 the payload, and an acknowledgement, so Slack does not resend a payload that would fail the same way again.
-So does a payload that no listener takes (Bolt would answer 404, and Slack would resend it).
+So does a payload that no listener takes (Bolt would answer 404, and Slack would resend it). A failure of the
+machine or of the database is the exception: no acknowledgement, so Slack sends the payload again later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -25,13 +27,23 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
+from bot.storage import StoreError
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
 COMMAND_FAILED = "Sorry, something went wrong with that command. Please try again in a moment."
+HEALTH_TIMEOUT = 2.0  # a database slower than this to answer `SELECT 1` counts as out of reach
 
 
-def web_app(app: AsyncApp, *, signing_secret: str, path: str = "/slack/events") -> web.Application:
+def web_app(
+    app: AsyncApp,
+    *,
+    signing_secret: str,
+    path: str = "/slack/events",
+    ping: Callable[[], Awaitable[None]] | None = None,
+) -> web.Application:
+    """The HTTP server; `ping` (the store's) raises when the database is out of reach, and /healthz says 503."""
     verifier = SignatureVerifier(signing_secret)
 
     async def slack_request(request: web.Request) -> web.Response:
@@ -56,6 +68,14 @@ def web_app(app: AsyncApp, *, signing_secret: str, path: str = "/slack/events") 
         return await to_aiohttp_response(response)
 
     async def health(_: web.Request) -> web.Response:
+        if ping is not None:
+            try:
+                async with asyncio.timeout(HEALTH_TIMEOUT):
+                    await ping()
+            except (StoreError, TimeoutError) as exc:
+                # A balancer stops sending this replica events it could not store.
+                log.warning("health check: the database is out of reach (%s)", type(exc).__name__)
+                return web.Response(status=503, text="database unreachable")
         return web.Response(text="ok")
 
     web_application = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -75,8 +95,9 @@ async def acknowledge_failures(error: Exception, request: AsyncBoltRequest) -> B
     """Bolt's error handler: one log line naming the error's type and origin, never its text (which may quote
     the payload); the full traceback at DEBUG.
 
-    A failure of the machine (network, disk: `OSError`) answers 500, so Slack redelivers what the bot could
-    not store; anything else is a payload the bot cannot handle, and is acknowledged.
+    A failure of the machine (network, disk: `OSError`) or a database out of reach (`StoreError`) answers 500,
+    so Slack redelivers what the bot could not store (in Socket Mode, Bolt then sends no acknowledgement);
+    anything else is a payload the bot cannot handle, and is acknowledged.
     """
     body = request.body if isinstance(request.body, dict) else {}
     kind = "command" if isinstance(body.get("command"), str) else "event" if "event" in body else "request"
@@ -86,7 +107,7 @@ async def acknowledge_failures(error: Exception, request: AsyncBoltRequest) -> B
     frames = traceback.extract_tb(error.__traceback__)
     origin = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     log.debug("the failure in full", exc_info=error)
-    if isinstance(error, OSError):
+    if isinstance(error, OSError | StoreError):
         log.error("could not handle a Slack %s (%s%s); Slack will send it again", kind, type(error).__name__, origin)
         return BoltResponse(status=500, body="")
     log.error("could not handle a Slack %s (%s%s); acknowledged", kind, type(error).__name__, origin)

@@ -99,7 +99,7 @@ async def _socket_mode(bot: Bot, settings: Settings, stop: asyncio.Event, on_rea
 
 
 async def _http_mode(bot: Bot, settings: Settings, stop: asyncio.Event, on_ready: Ready | None) -> None:
-    runner = web.AppRunner(web_app(bot.app, signing_secret=settings.slack_signing_secret or ""))
+    runner = web.AppRunner(web_app(bot.app, signing_secret=settings.slack_signing_secret or "", ping=bot.store.ping))
     await runner.setup()
     site = web.TCPSite(runner, "0.0.0.0", settings.port)
     try:

@@ -71,13 +71,8 @@ _TAKE_LAPSED = (
 )
 
 
-@asynccontextmanager
-async def _reachable() -> AsyncIterator[None]:
-    """A lost connection or a server that does not answer in time is `StoreUnavailable`: callers ride it out."""
-    try:
-        yield
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise StoreUnavailable(f"the database is out of reach ({' '.join(str(exc).split())[:200]})") from exc
+def _out_of_reach(exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"the database is out of reach ({' '.join(str(exc).split())[:200]})")
 
 
 class _PostgresMigrator:
@@ -162,8 +157,6 @@ class PostgresStore(SQLStore):
             open=False,
             name="bot",
             timeout=POOL_TIMEOUT,
-            # A server restart leaves every pooled connection broken: each is checked as it is taken.
-            check=AsyncConnectionPool.check_connection,
         )
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -180,22 +173,56 @@ class PostgresStore(SQLStore):
     async def close(self) -> None:
         await self._pool.close()
 
+    # Connections are not checked as they leave the pool (a round trip each time). A server restart breaks every
+    # idle one at once instead: the first operation to find a broken connection has the pool drop them all
+    # (`pool.check()`), and a single statement is then sent again on a fresh one. Retrying it is safe: it never
+    # ran (the connection was dead before it was sent), or it is one of the store's idempotent statements.
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """One transaction on a pooled connection: committed at the end, rolled back on any error or cancellation."""
-        async with _reachable(), self._pool.connection() as conn, conn.transaction():
-            yield conn
+        """One transaction on a pooled connection: committed at the end, rolled back on any error or cancellation.
+
+        Not sent again after a lost connection (its body is the caller's): `StoreUnavailable`, which callers
+        that must succeed (claiming a message) retry.
+        """
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except PoolTimeout as exc:
+            raise _out_of_reach(exc) from exc
+        except psycopg.OperationalError as exc:
+            await self._drop_broken()
+            raise _out_of_reach(exc) from exc
+
+    async def _once(self, sql: str, args: Iterable[object], fetch: bool) -> Any:
+        """One statement in autocommit, sent again once on a fresh connection if the first one was broken."""
+        for attempt in (1, 2):
+            conn: AsyncConnection[Any] | None = None
+            try:
+                async with self._pool.connection() as conn:
+                    cursor = await conn.execute(pg(sql), tuple(args))  # type: ignore[arg-type]
+                    return await cursor.fetchall() if fetch else cursor.rowcount
+            except PoolTimeout as exc:
+                raise _out_of_reach(exc) from exc
+            except psycopg.OperationalError as exc:
+                await self._drop_broken()
+                if attempt == 2 or conn is None or not conn.broken:
+                    raise _out_of_reach(exc) from exc
+        raise AssertionError("unreachable")
+
+    async def _drop_broken(self) -> None:
+        try:
+            await self._pool.check()
+        except psycopg.Error:
+            pass  # the pool replaces what it cannot check
 
     async def _write(self, sql: str, args: Iterable[object]) -> int:
         """One statement (`?` placeholders) on its own: autocommit, one round trip; the rows it changed."""
-        async with _reachable(), self._pool.connection() as conn:
-            cursor = await conn.execute(pg(sql), tuple(args))  # type: ignore[arg-type]
-            return cursor.rowcount
+        return int(await self._once(sql, args, fetch=False))
 
     async def _rows(self, sql: str, args: Iterable[object] = ()) -> list[tuple[Any, ...]]:
         """The rows of one query written with `?` placeholders."""
-        async with _reachable(), self._pool.connection() as conn:
-            return await _fetch(conn, pg(sql), tuple(args))
+        return list(await self._once(sql, args, fetch=True))
 
     async def _write_returning(self, sql: str, args: Iterable[object]) -> list[tuple[Any, ...]]:
         return await self._rows(sql, args)  # autocommit: a statement is a transaction of its own

@@ -3,6 +3,9 @@
 Unknown request fields get 422 `extra_forbidden`, role-order mistakes 400, unknown models 404, a wrong key
 401; streams are SSE with a padding key `p`, a role-only first chunk, usage on the last chunk, then
 `data: [DONE]`. Tests queue `Script`s to choose answers, pacing and faults.
+
+A request ending with an assistant message with `prefix: true` is answered as Mistral does: the streamed
+content begins with the prefix text (see `answer_text` and `Script.chunks`).
 """
 
 from __future__ import annotations
@@ -58,9 +61,14 @@ MESSAGE_FIELDS = {
 
 @dataclass
 class Script:
-    """One answer: `chunks` of text, or a fault. `status` answers before any stream."""
+    """One answer: `chunks` of text, or a fault. `status` answers before any stream.
 
-    chunks: list[str] | None = None  # None: echo the question
+    When the request ends with a `prefix: true` assistant message, the content begins with its text: unless
+    the chunks joined already start with the prefix, the prefix is sent first, as a chunk of its own (which
+    `cut_after` and `hang_after` do not count: they count the script's chunks).
+    """
+
+    chunks: list[str] | None = None  # None: echo the question (see `answer_text`)
     finish_reason: str = "stop"
     delay: float = 0.0  # seconds before each chunk
     status: int | None = None
@@ -76,9 +84,35 @@ def echo_answer(messages: list[dict[str, Any]]) -> str:
     return f"You said: {content}"
 
 
+def prefix_of(body: dict[str, Any]) -> str | None:
+    """The text of a request's final `prefix: true` assistant message, else None."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return None
+    last = messages[-1]
+    if last.get("role") != "assistant" or not last.get("prefix"):
+        return None
+    content = last.get("content")
+    return content if isinstance(content, str) else None
+
+
+def answer_text(messages: list[dict[str, Any]], prefix: str | None = None) -> str:
+    """The echo answer, beginning with `prefix` when there is one.
+
+    An echo that already starts with the prefix is returned as it is, so a turn continued from part of its
+    own answer (the part sent as the prefix) comes out exactly as the uninterrupted answer would.
+    """
+    text = echo_answer(messages)
+    if prefix and not text.startswith(prefix):
+        return prefix + text
+    return text
+
+
 class FakeMistral:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        # Accepted chat requests that ended with a `prefix: true` assistant message (`prefix_of` reads it).
+        self.prefixed_requests: list[dict[str, Any]] = []
         self.request_times: list[float] = []
         self.last_chunk_at: dict[str, float] = {}  # question → when its answer's last text chunk was sent
         self.scripts: deque[Script] = deque()
@@ -236,18 +270,20 @@ class FakeMistral:
             return refused
         if not body.get("stream"):
             return self._error(400, {"detail": "this fake only streams"})
+        if prefix_of(body) is not None:
+            self.prefixed_requests.append(body)
         return await self._stream(request, body, script)
 
     async def _stream(self, request: web.Request, body: dict[str, Any], script: Script) -> web.StreamResponse:
-        text = echo_answer(body["messages"]) if script.chunks is None else None
-        chunks = (
-            script.chunks
-            if script.chunks is not None
-            else [
-                text[i : i + self.chunk_size]
-                for i in range(0, len(text), self.chunk_size)  # type: ignore[index]
-            ]
-        )
+        prefix = prefix_of(body)
+        lead: str | None = None  # a chunk sent before the script's own: the prefix, when they lack it
+        if script.chunks is None:
+            text = answer_text(body["messages"], prefix)
+            chunks = [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
+        else:
+            chunks = script.chunks
+            if prefix and not "".join(chunks).startswith(prefix):
+                lead = prefix
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         chunk_id = f"cmpl-{random.randrange(10**9)}"
@@ -266,7 +302,7 @@ class FakeMistral:
             await response.write(f"data: {json.dumps(payload)}\n\n".encode())
 
         try:
-            return await self._send_chunks(request, body, script, chunks, send, response)
+            return await self._send_chunks(request, body, script, chunks, send, response, lead)
         except ConnectionError:  # the client went away mid-answer (aiohttp's reset errors are ConnectionErrors)
             self.abandoned += 1
             return response
@@ -279,8 +315,11 @@ class FakeMistral:
         chunks: list[str],
         send: Callable[..., Awaitable[None]],
         response: web.StreamResponse,
+        lead: str | None = None,
     ) -> web.StreamResponse:
         await send({"role": "assistant", "content": ""})
+        if lead:
+            await send({"content": lead})
         for i, chunk in enumerate(chunks):
             if script.cut_after is not None and i == script.cut_after:
                 request.transport.close()  # type: ignore[union-attr]  # the connection drops mid-answer
@@ -297,7 +336,7 @@ class FakeMistral:
         question = next(m for m in reversed(body["messages"]) if m["role"] == "user")["content"]
         self.last_chunk_at[str(question)] = time.monotonic()
         prompt_tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4
-        completion = max(1, sum(len(c) for c in chunks) // 4)
+        completion = max(1, (len(lead or "") + sum(len(c) for c in chunks)) // 4)
         await send(
             {"content": ""},
             script.finish_reason,

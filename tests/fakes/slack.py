@@ -3,6 +3,7 @@
 It behaves as Slack's docs describe the real one: `ok: false` errors with HTTP 200, 429 with Retry-After
 past a method's limit, `msg_too_long` past 4,000 characters, app-level tokens for `apps.connections.open`,
 and signed HTTP event delivery. It keeps each message's current text so tests read what a person would see.
+Socket Mode takes several connections at once and spreads envelopes over them (see "Socket Mode" below).
 """
 
 from __future__ import annotations
@@ -98,6 +99,36 @@ def parse_blocks(value: Any) -> list[dict[str, Any]] | str:
     return value
 
 
+SOCKET_REDELIVERIES = 3  # Slack retries an event 3 times
+
+
+class EnvelopeLost(ConnectionError):
+    """A Socket Mode envelope's connection closed before the app acknowledged it (or was not open at all)."""
+
+
+@dataclass
+class SocketConnection:
+    """One open Socket Mode websocket, with the envelopes sent on it that await their ack."""
+
+    id: int
+    ws: web.WebSocketResponse
+    opened_at: float
+    pending: set[str] = field(default_factory=set)
+    closed: bool = False
+
+
+@dataclass
+class SocketSend:
+    """One envelope sent over Socket Mode: on which connection, which attempt, and whether it was acked."""
+
+    envelope_id: str
+    kind: str
+    connection: int
+    retry_attempt: int
+    at: float
+    acked: bool = False
+
+
 @dataclass
 class Call:
     method: str
@@ -142,8 +173,11 @@ class FakeSlack(AgentSurfaces):
         self.users: dict[str, str] = {}
         self._ts = itertools.count(1)
         self._windows: dict[str, deque[float]] = {}
-        self._socket: web.WebSocketResponse | None = None
-        self._socket_ready = asyncio.Event()
+        self.sockets: dict[int, SocketConnection] = {}  # open Socket Mode connections by id, oldest first
+        self.socket_sends: list[SocketSend] = []  # every envelope sent, redeliveries included
+        self._socket_ids = itertools.count()
+        self._socket_change = asyncio.Event()  # set (and replaced) whenever a connection opens or closes
+        self._round_robin = 0
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._envelopes = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -165,8 +199,8 @@ class FakeSlack(AgentSurfaces):
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
-        if self._socket is not None:
-            await self._socket.close()
+        for connection in list(self.sockets.values()):
+            await connection.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -542,57 +576,142 @@ class FakeSlack(AgentSurfaces):
         return web.Response(text="ok")
 
     # Socket Mode ---------------------------------------------------------------------------------------
+    #
+    # Like Slack, the fake takes several connections at once (an app may open up to 10, one per instance of
+    # it) and spreads envelopes over them. Each connection gets an id when it opens: 0, 1, 2, … in order, never
+    # reused. An envelope whose connection closes before the app acknowledges it is lost on that connection:
+    # sent to a connection the caller named, the send raises `EnvelopeLost` (the test decides what happens
+    # next); sent without one, the fake redelivers it as Slack does, to another open connection with
+    # `retry_attempt` + 1 (and `retry_reason` "timeout"), up to `SOCKET_REDELIVERIES` times.
 
     async def _socket_handler(self, request: web.Request) -> web.StreamResponse:
         if self.socket_unavailable:
             return web.Response(status=503, text="unavailable")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._socket = ws
-        await ws.send_json(
-            {
-                "type": "hello",
-                "num_connections": 1,
-                "debug_info": {"host": "fake"},
-                "connection_info": {"app_id": "A0APP"},
-            }
-        )
-        self._socket_ready.set()
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(msg.data)
-            future = self._acks.pop(data.get("envelope_id", ""), None)
-            if future is not None and not future.done():
-                future.set_result(data)
-        if self._socket is ws:
-            self._socket = None
-            self._socket_ready.clear()
+        connection = SocketConnection(next(self._socket_ids), ws, time.monotonic())
+        self.sockets[connection.id] = connection
+        self._socket_changed()
+        try:
+            await ws.send_json(
+                {
+                    "type": "hello",
+                    "num_connections": len(self.socket_connections),  # this one included
+                    "debug_info": {"host": "fake"},
+                    "connection_info": {"app_id": "A0APP"},
+                }
+            )
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                future = self._acks.pop(data.get("envelope_id", ""), None)
+                if future is not None and not future.done():
+                    future.set_result(data)
+        finally:
+            connection.closed = True
+            self.sockets.pop(connection.id, None)
+            for envelope_id in list(connection.pending):
+                lost = self._acks.pop(envelope_id, None)
+                if lost is not None and not lost.done():
+                    lost.set_exception(EnvelopeLost(f"connection {connection.id} closed before {envelope_id}'s ack"))
+            self._socket_changed()
         return ws
 
-    async def socket_connected(self, timeout: float = 10) -> None:
-        await asyncio.wait_for(self._socket_ready.wait(), timeout)
+    def _socket_changed(self) -> None:
+        changed, self._socket_change = self._socket_change, asyncio.Event()
+        changed.set()
+
+    @property
+    def socket_connections(self) -> list[int]:
+        """The ids of the open Socket Mode connections, oldest first."""
+        return [c.id for c in self.sockets.values() if not c.closed and not c.ws.closed]
+
+    async def socket_connected(self, timeout: float = 10, count: int = 1) -> None:
+        """Wait until at least `count` Socket Mode connections are open (TimeoutError after `timeout` s)."""
+
+        async def enough() -> None:
+            while len(self.socket_connections) < count:
+                await self._socket_change.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+
+    async def close_socket(self, connection: int, *, disconnect: bool = True) -> None:
+        """Slack's side closes a connection; with `disconnect`, after telling the app so, as on a refresh."""
+        conn = self.sockets.get(connection)
+        if conn is None:
+            return
+        if disconnect and not conn.ws.closed:
+            await conn.ws.send_json({"type": "disconnect", "reason": "refresh_requested"})
+        await conn.ws.close()
 
     async def send_envelope(
-        self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, timeout: float = 3.0
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        retry_attempt: int = 0,
+        timeout: float = 3.0,
+        connection: int | None = None,
     ) -> dict[str, Any]:
-        """Send an envelope and return the app's ack; fails the test when no ack arrives within 3 s."""
-        await self.socket_connected()
-        assert self._socket is not None
+        """Send an envelope and return the app's ack; fails the test when no ack arrives within `timeout` s.
+
+        `connection`: the id of the connection to use (`EnvelopeLost` if it is not open or closes before the
+        ack). None: the next open connection, round robin (waiting up to 10 s for one); an envelope lost to a
+        closing connection is redelivered on another one, with `retry_attempt` + 1.
+        """
+        if connection is not None:
+            conn = self.sockets.get(connection)
+            if conn is None or conn.closed or conn.ws.closed:
+                raise EnvelopeLost(f"Socket Mode connection {connection} is not open")
+            return await self._send_on(conn, kind, payload, retry_attempt, timeout)
+        for attempt in range(retry_attempt, retry_attempt + SOCKET_REDELIVERIES + 1):
+            await self.socket_connected()
+            open_ids = self.socket_connections
+            conn = self.sockets[open_ids[self._round_robin % len(open_ids)]]
+            self._round_robin += 1
+            try:
+                return await self._send_on(conn, kind, payload, attempt, timeout)
+            except EnvelopeLost:
+                if attempt == retry_attempt + SOCKET_REDELIVERIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _send_on(
+        self, conn: SocketConnection, kind: str, payload: dict[str, Any], retry_attempt: int, timeout: float
+    ) -> dict[str, Any]:
         envelope_id = f"env-{next(self._envelopes)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._acks[envelope_id] = future
-        await self._socket.send_json(
-            {
-                "envelope_id": envelope_id,
-                "type": kind,
-                "payload": payload,
-                "accepts_response_payload": kind != "events_api",
-                "retry_attempt": retry_attempt,
-                "retry_reason": "timeout" if retry_attempt else "",
-            }
-        )
-        return await asyncio.wait_for(future, timeout)
+        conn.pending.add(envelope_id)
+        sent = SocketSend(envelope_id, kind, conn.id, retry_attempt, time.monotonic())
+        self.socket_sends.append(sent)
+        try:
+            if conn.closed:
+                raise EnvelopeLost(f"connection {conn.id} closed before {envelope_id} was sent")
+            try:
+                await conn.ws.send_json(
+                    {
+                        "envelope_id": envelope_id,
+                        "type": kind,
+                        "payload": payload,
+                        "accepts_response_payload": kind != "events_api",
+                        "retry_attempt": retry_attempt,
+                        "retry_reason": "timeout" if retry_attempt else "",
+                    }
+                )
+            except (ConnectionError, RuntimeError) as exc:  # the connection is closing
+                raise EnvelopeLost(f"connection {conn.id} closed before {envelope_id} was sent") from exc
+            ack = await asyncio.wait_for(future, timeout)
+            sent.acked = True
+            return ack
+        finally:
+            conn.pending.discard(envelope_id)
+            self._acks.pop(envelope_id, None)
 
-    async def deliver_socket(self, event: dict[str, Any], *, retry_attempt: int = 0) -> dict[str, Any]:
-        return await self.send_envelope("events_api", self.envelope(event), retry_attempt=retry_attempt)
+    async def deliver_socket(
+        self, event: dict[str, Any], *, retry_attempt: int = 0, connection: int | None = None
+    ) -> dict[str, Any]:
+        return await self.send_envelope(
+            "events_api", self.envelope(event), retry_attempt=retry_attempt, connection=connection
+        )

@@ -1,0 +1,119 @@
+"""Replicas as real `python -m bot` processes on one PostgreSQL database: a replica killed mid-answer has its
+answer finished by another, and a rolling restart (SIGTERM to each replica in turn while questions keep coming)
+answers every question once, with nothing lost or shown twice."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import until
+from tests.fakes import mistral as fm
+from tests.fakes import slack as fs
+from tests.fakes.slack import BOT_USER
+from tests.processes import ReplicaSet
+from tests.storage.conftest import database_url  # noqa: F401 (the fixture: a fresh schema per test)
+
+CHANNEL = "C0FAILOVER"
+# Leases of two seconds, renewed and swept every 0.7 s: a dead replica's answers are taken over within ~3 s.
+FAST_LEASES = {"ANSWER_LEASE_SECONDS": "2"}
+
+
+def answers(url: str) -> list[tuple[str, str]]:
+    """(status, text) of every answer, oldest first, as the database has them."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT status, text FROM messages WHERE role = 'assistant' ORDER BY id").fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+async def test_a_replica_killed_mid_answer_has_its_answer_finished_by_another(
+    slack: fs.FakeSlack,
+    mistral: fm.FakeMistral,
+    tmp_path: Path,
+    database_url: str,  # noqa: F811
+    mode: str,
+) -> None:
+    async with ReplicaSet(slack, mistral, tmp_path, mode, database_url, 2, **FAST_LEASES) as replicas:
+        mistral.queue(fm.Script(chunks=["Once upon ", "a time", " there was"], hang_after=2))
+        event = slack.user_message(CHANNEL, "U0ADA", f"<@{BOT_USER}> Tell me a story")
+        await replicas.deliver(slack.as_mention(event), replica=0)
+        await until(
+            lambda: any("Once upon a time" in m.text for m in slack.bot_replies(CHANNEL, event["ts"])),
+            timeout=20,
+            message="the first part of the answer in Slack",
+        )
+        # The model continues what was shown: its answer to the prefixed request starts with that text.
+        mistral.queue(fm.Script(chunks=[", a cheese", " that travelled."]))
+        assert await replicas.kill(0) == -9
+        await until(lambda: answers(database_url)[-1][0] == "complete", timeout=30, message="the answer to finish")
+
+        [reply] = slack.bot_replies(CHANNEL, event["ts"])  # one answer, in the message the first replica posted
+        assert reply.blocks_text() == "Once upon a time, a cheese that travelled."
+        assert answers(database_url) == [("complete", "Once upon a time, a cheese that travelled.")]
+        [continued] = mistral.prefixed_requests
+        assert continued["messages"][-1] == {"role": "assistant", "content": "Once upon a time", "prefix": True}
+        # Every text the message ever showed is a start of the final one: nothing was shown twice, or taken back.
+        final = reply.blocks_text()
+        assert all(final.startswith(shown.rstrip(" ▍").rstrip()) for shown in reply.history if "Once" in shown)
+
+
+async def test_a_rolling_restart_answers_every_question_once(
+    slack: fs.FakeSlack,
+    mistral: fm.FakeMistral,
+    tmp_path: Path,
+    database_url: str,  # noqa: F811
+) -> None:
+    mistral.chunk_size = 6
+    mistral.default_delay = 0.25  # about two seconds an answer: some are in flight at every SIGTERM
+    env = {**FAST_LEASES, "SHUTDOWN_GRACE_SECONDS": "0.5"}
+    async with ReplicaSet(slack, mistral, tmp_path, "http", database_url, 2, **env) as replicas:
+        questions: list[dict] = []
+        up = [True, True]
+
+        async def ask(i: int) -> None:
+            event = slack.user_message(CHANNEL, "U0ADA", f"<@{BOT_USER}> Question number {i}")
+            questions.append(event)
+            # The balancer sends it to a replica that is up; Slack retries what was not acknowledged.
+            for target in (i % 2, 1 - i % 2) * 3:
+                if up[target]:
+                    try:
+                        await replicas.deliver(slack.as_mention(event), replica=target)
+                        return
+                    except (AssertionError, OSError):
+                        pass
+                await asyncio.sleep(0.3)
+            raise AssertionError(f"question {i} could not be delivered")
+
+        async def keep_asking() -> None:
+            for i in range(16):
+                await ask(i)
+                await asyncio.sleep(0.4)
+
+        asking = asyncio.create_task(keep_asking())
+        for index in (0, 1):  # each replica in turn: stopped (SIGTERM), then started again
+            await asyncio.sleep(1.5)
+            up[index] = False
+            assert await replicas.terminate(index) == 0
+            await replicas.restart(index)
+            up[index] = True
+        await asking
+
+        expected = {e["ts"]: f"You said: [Ada] Question number {i}" for i, e in enumerate(questions)}
+        await until(
+            lambda: all([r.text for r in slack.bot_replies(CHANNEL, ts)] == [text] for ts, text in expected.items()),
+            timeout=60,
+            message="every question answered once",
+        )
+        await until(
+            lambda: [s for s, _ in answers(database_url)] == ["complete"] * len(expected),
+            timeout=30,
+            message="every answer stored complete",
+        )
+        assert sorted(t for _, t in answers(database_url)) == sorted(expected.values())
+        # Answers were in flight at each SIGTERM, and were continued by the other replica, not restarted.
+        assert len(mistral.prefixed_requests) >= 2, replicas.logs()
+        assert replicas.logs().count("handed answer") >= 2
