@@ -20,6 +20,7 @@ from bot.listeners import register_listeners
 from bot.mistral import MistralClient, Timeouts
 from bot.personas import Personas, load_catalog
 from bot.slack.api import SlackApi
+from bot.slack.pacer import SharedCalls
 from bot.slack.writers import Writers
 from bot.storage import Store, open_store
 from bot.takeover import Takeover
@@ -54,6 +55,18 @@ class KnownBot(AsyncAuthorize):
         return self.identity
 
 
+def shared_budget(store: Store) -> SharedCalls | None:
+    """PostgreSQL: the replicas on the database share each workspace's Slack budget. SQLite: one process, none."""
+    if not store.shared:
+        return None
+    # Imported here, as open_store does: a single process on SQLite never loads the PostgreSQL driver.
+    from bot.storage.postgres import PostgresStore
+    from bot.storage.shared_budget import SharedBudget
+
+    assert isinstance(store, PostgresStore)
+    return SharedBudget(store.pool, replica=store.owner)
+
+
 async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
     catalog = load_catalog(settings.personas_file)  # a bad file stops start-up with a clear line
     store = await open_store(settings)  # SQLite or PostgreSQL, as DATABASE_URL says; StoreError if unusable
@@ -61,7 +74,7 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
     # connection, which costs more CPU than the rest of an answer's work.
     session = aiohttp.ClientSession()
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session)
-    out = SlackApi(client)
+    out = SlackApi(client, shared=shared_budget(store))
     model = MistralClient(
         base_url=settings.mistral_base_url,
         api_key=settings.mistral_api_key,

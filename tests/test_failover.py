@@ -117,3 +117,49 @@ async def test_a_rolling_restart_answers_every_question_once(
         # Answers were in flight at each SIGTERM, and were continued by the other replica, not restarted.
         assert len(mistral.prefixed_requests) >= 2, replicas.logs()
         assert replicas.logs().count("handed answer") >= 2
+
+
+# Slack's documented limits, enforced by the fake with 429 + Retry-After (as bench/common.py's TIERS).
+TIERS = {
+    "chat.update": (50, 60.0),
+    "chat.delete": (50, 60.0),
+    "chat.startStream": (20, 60.0),
+    "chat.stopStream": (20, 60.0),
+    "chat.appendStream": (100, 60.0),
+    "users.info": (100, 60.0),
+}
+
+
+@pytest.mark.parametrize("streaming", ["update", "auto"])
+async def test_replicas_share_one_slack_budget(
+    slack: fs.FakeSlack,
+    mistral: fm.FakeMistral,
+    tmp_path: Path,
+    database_url: str,  # noqa: F811
+    streaming: str,
+) -> None:
+    """24 questions at once over 3 replicas: each replica alone would think Slack's whole budget its own."""
+    slack.limits = dict(TIERS)
+    slack.channel_limits = {"chat.postMessage": (10, 10.0)}
+    mistral.chunk_size = 8
+    mistral.default_delay = 0.12  # about 2 s an answer: several intermediate updates each
+    env = {"SLACK_STREAMING": streaming, "LOG_LEVEL": "WARNING"}
+    async with ReplicaSet(slack, mistral, tmp_path, "http", database_url, 3, **env) as replicas:
+        events = [
+            slack.user_message(f"C0BURST{i % 8}", "U0ADA", f"<@{BOT_USER}> Question {i} about budgets")
+            for i in range(24)
+        ]
+        await asyncio.gather(*(replicas.deliver(slack.as_mention(e), replica=i % 3) for i, e in enumerate(events)))
+
+        def shown(event: dict) -> list[str]:
+            """What the thread shows of its answer (a native stream's close may come later: Tier 2)."""
+            return [r.text.replace("▍", "").strip() for r in slack.bot_replies(event["channel"], event["ts"])]
+
+        expected = {e["ts"]: [f"You said: [Ada] Question {i} about budgets"] for i, e in enumerate(events)}
+        await until(
+            lambda: all(shown(e) == expected[e["ts"]] for e in events),
+            timeout=30,  # far less than a minute: no answer waited for a rate window to free up
+            message="every answer complete",
+        )
+    assert slack.rate_limited == 0
+    assert len(mistral.chat_requests) == 24

@@ -14,11 +14,16 @@ What a 429 teaches (Slack's windows are its own, and it counts calls this proces
 - Each full window without a 429 after the pause doubles a learned limit, up to the tier (never above);
   back at the tier it is forgotten. Idle windows and ended pauses are forgotten too, so keys scoped per
   channel do not pile up.
+
+Replicas of the bot share one workspace's budget (`bot.storage.shared_budget`, on PostgreSQL): what it says
+of a key, every replica's calls in the window and any replica's pause, is `observe`d here and replaces
+what this budget recorded; learned limits stay each replica's own.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -97,6 +102,17 @@ class CallBudget:
         self._seen(now)
         return len(self._window(key, now))
 
+    def span(self, key: str) -> float:
+        """How long a call on `key` counts against its window (the window and its edge margin)."""
+        return self.tier(key).window + EDGE_MARGIN
+
+    def allowed(self, key: str, now: float, *, reserve: int = 0) -> int:
+        """Calls the window of `key` may hold before the next one waits, keeping `reserve` of them free (never
+        fewer than one: a reserve may slow intermediate calls, never stop them). `wait_time`'s count."""
+        self._seen(now)
+        self._recover(key, now)
+        return max(self.limit(key).calls - reserve, 1)
+
     def wait_time(self, key: str, now: float, *, reserve: int = 0) -> float:
         """Seconds until a call on `key` may go (0: now), keeping `reserve` calls of the window free."""
         self._seen(now)
@@ -105,7 +121,7 @@ class CallBudget:
             return blocked
         self._recover(key, now)
         limit = self.limit(key)
-        allowed = max(limit.calls - reserve, 1)
+        allowed = max(limit.calls - reserve, 1)  # as `allowed` says (inline: this runs before every call)
         calls = self._window(key, now)
         if len(calls) < allowed:
             return 0.0
@@ -116,6 +132,20 @@ class CallBudget:
         self._seen(now)
         self._window(key, now)
         self._calls.setdefault(key, deque()).append(now)
+
+    def observe(self, key: str, now: float, calls: Iterable[float], *, paused_until: float = 0.0) -> None:
+        """What the workspace's shared budget says of `key`, on this budget's clock: its window (every
+        replica's calls, this one's included) replaces the calls recorded here, and a pause some replica's
+        429 set pauses the key here too. Learned limits stay this budget's own."""
+        self._seen(now)
+        horizon = now - self.span(key)
+        window = deque(sorted(t for t in calls if t > horizon))
+        if window:
+            self._calls[key] = window
+        else:
+            self._calls.pop(key, None)
+        if paused_until > now:
+            self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), paused_until)
 
     def rate_limited(self, key: str, now: float, retry_after: float) -> None:
         """Slack said 429: pause the key until Retry-After, and maybe learn a lower limit (module docstring)."""
@@ -193,6 +223,20 @@ class CallBudget:
                 del self._blocked_until[key]
         for key in list(self._learned):
             self._recover(key, now)
+
+
+@dataclass(frozen=True)
+class SharedWindow:
+    """What the workspace's budget, shared by every replica of the bot, answered for one call on a key.
+
+    Times are ages: seconds before the moment the shared budget decided, by its own clock, so each replica
+    maps them onto its own (`now - age`) and no two replicas' clocks need agree.
+    """
+
+    granted: bool  # the call may go now, and is counted
+    ages: tuple[float, ...]  # every call in the key's window, every replica's (the granted one included)
+    paused_for: float  # seconds the key stays paused by a 429 some replica met (0: not paused)
+    owed_elsewhere: int  # final calls the other replicas' answers are owed on this key
 
 
 def update_priority(*, waited: float, unseen_chars: int) -> float:

@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.retry import backoff_delay, parse_retry_after
-from bot.slack.pacer import Clock, Pacer
+from bot.slack.pacer import Clock, Pacer, SharedCalls
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,18 @@ def _no_priority() -> float:
 class SlackApi:
     """Web API calls for every workspace the bot serves, each within its workspace's `Pacer`."""
 
-    def __init__(self, client: AsyncWebClient, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, client: AsyncWebClient, clock: Clock = time.monotonic, *, shared: SharedCalls | None = None
+    ) -> None:
+        """`shared`: the rate budget the bot's replicas share (PostgreSQL); None paces within this process."""
         self.client = client
         self._clock = clock
+        self._shared = shared
         self._pacers: dict[str, Pacer] = {}
 
     def pacer(self, team_id: str) -> Pacer:
         if team_id not in self._pacers:
-            self._pacers[team_id] = Pacer(clock=self._clock)
+            self._pacers[team_id] = Pacer(clock=self._clock, shared=self._shared, team_id=team_id)
         return self._pacers[team_id]
 
     async def call(
@@ -97,7 +101,7 @@ class SlackApi:
             try:
                 return await self._send(method, payload)
             except RateLimited as exc:
-                pacer.rate_limited(key, exc.retry_after)
+                await pacer.rate_limited(key, exc.retry_after)
                 if not retry_rate_limited:
                     raise RateLimited(key, exc.retry_after) from None
             except SlackCallError as exc:

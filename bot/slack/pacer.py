@@ -3,6 +3,12 @@ that has waited longest with the most new text, each call within `CallBudget`'s 
 
 `CallBudget` (in `bot.core.pacing`, pure) says *when* a call may go; the pacer decides *who* goes, and keeps
 slots free for the final text of every answer in flight.
+
+Several replicas of the bot draw on one workspace's budget, so with a `SharedCalls` (PostgreSQL's
+`bot.storage.shared_budget.SharedBudget`) a call the local budget lets go is also asked of the shared one:
+one round trip, whose answer (every replica's calls in the window, a pause from any replica's 429, what the
+other replicas' answers are owed) replaces what this process knew of the key. Without one (SQLite, a single
+process) nothing changes and nothing is asked.
 """
 
 from __future__ import annotations
@@ -12,12 +18,31 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from bot.core.pacing import CallBudget, method_of
+from bot.core.pacing import CallBudget, SharedWindow, method_of
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+# After the shared budget refused a call the local one allowed (they should then agree), the least wait
+# before asking again, so a disagreement never turns into a loop of round trips.
+REFUSED_WAIT = 0.05
+
+
+class SharedCalls(Protocol):
+    """The rate budget every replica of the bot shares, per workspace and key. Neither method raises: when the
+    shared budget cannot answer, `take` returns None and the local budget decides alone."""
+
+    async def take(self, team_id: str, key: str, *, span: float, allowed: int, owed: int) -> SharedWindow | None:
+        """Count a call on `key` if its window (calls of the last `span` seconds) holds fewer than `allowed`
+        and no 429 pauses it; `owed` is this replica's count of final calls owed on the key."""
+        ...
+
+    async def pause(self, team_id: str, key: str, seconds: float) -> None:
+        """Pause `key` for every replica (Slack's Retry-After)."""
+        ...
 
 
 @dataclass
@@ -33,9 +58,20 @@ class _Waiter:
 class Pacer:
     """Hands out Slack call slots for one workspace, by priority, within `CallBudget`."""
 
-    def __init__(self, budget: CallBudget | None = None, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        budget: CallBudget | None = None,
+        clock: Clock = time.monotonic,
+        *,
+        shared: SharedCalls | None = None,
+        team_id: str = "",
+    ) -> None:
         self.budget = budget or CallBudget()
         self._clock = clock
+        self._shared = shared
+        self._team_id = team_id
+        # key → (final calls the other replicas' answers are owed on it, when the shared budget said so)
+        self._owed_elsewhere: dict[str, tuple[int, float]] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
         # One condition per key: a slot freed on one method wakes only that method's waiters.
         self._changed: dict[str, asyncio.Condition] = {}
@@ -55,14 +91,32 @@ class Pacer:
         now = self._clock()
         starts_free = self.budget.wait_time("chat.startStream", now, reserve=self.native_starting) <= 0
         stops = self.budget.limit("chat.stopStream").calls
-        return starts_free and self.native_in_flight + self.native_starting < stops
+        streams = self.native_in_flight + self.owed_elsewhere("chat.appendStream", now) + self.native_starting
+        return starts_free and streams < stops
 
-    def _reserve(self, key: str, waiter: _Waiter) -> int:
-        """Slots of the window that intermediate updates leave free: one per answer owed a final text."""
+    def _owed_here(self, key: str) -> int:
+        """Final calls this process's answers are owed on `key`: one per answer in flight of its kind."""
+        owed = {"chat.update": self.answers_in_flight, "chat.appendStream": self.native_in_flight}
+        return owed.get(method_of(key), 0)
+
+    def owed_elsewhere(self, key: str, now: float) -> int:
+        """What the other replicas' answers are owed on `key`, as the shared budget last said (for a window)."""
+        said = self._owed_elsewhere.get(key)
+        if said is None:
+            return 0
+        owed, heard = said
+        if now - heard > self.budget.span(key):
+            del self._owed_elsewhere[key]
+            return 0
+        return owed
+
+    def _reserve(self, key: str, waiter: _Waiter, now: float) -> int:
+        """Slots of the window that intermediate updates leave free: one per answer owed a final text, every
+        replica's."""
         if waiter.urgent:
             return 0
-        owed = {"chat.update": self.answers_in_flight, "chat.appendStream": self.native_in_flight}
-        return min(owed.get(method_of(key), 0), self.budget.limit(key).calls // 2)
+        owed = self._owed_here(key) + self.owed_elsewhere(key, now)
+        return min(owed, self.budget.limit(key).calls // 2)
 
     async def acquire(self, key: str, *, urgent: bool, priority: Callable[[], float] = lambda: 0.0) -> None:
         """Wait for a slot on `key`; urgent waiters first, then by `priority` (highest first)."""
@@ -75,10 +129,19 @@ class Pacer:
                 changed.notify_all()
                 while True:
                     now = self._clock()
-                    delay = self.budget.wait_time(key, now, reserve=self._reserve(key, waiter))
+                    reserve = self._reserve(key, waiter, now)
+                    delay = self.budget.wait_time(key, now, reserve=reserve)
                     if delay <= 0 and min(queue, key=_Waiter.rank) is waiter:
-                        self.budget.record(key, now)
-                        return
+                        if self._shared is None:
+                            self.budget.record(key, now)
+                            return
+                        # The condition's lock stays held across the round trip: this process asks for one
+                        # slot of a key at a time, in its own order.
+                        if await self._take_shared(key, now, reserve):
+                            return
+                        now = self._clock()
+                        delay = self.budget.wait_time(key, now, reserve=self._reserve(key, waiter, now))
+                        delay = max(delay, REFUSED_WAIT)
                     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
                     # arrives as the condition is notified, and a cancelled waiter would then take a slot.
                     try:
@@ -120,6 +183,30 @@ class Pacer:
             await asyncio.gather(slot, finished, return_exceptions=True)
         return not slot.cancelled() and slot.exception() is None
 
-    def rate_limited(self, key: str, retry_after: float) -> None:
+    async def _take_shared(self, key: str, now: float, reserve: int) -> bool:
+        """Count the call the local budget allows now, if the shared budget allows it too."""
+        assert self._shared is not None
+        allowed = self.budget.allowed(key, now, reserve=reserve)
+        share = await self._shared.take(
+            self._team_id, key, span=self.budget.span(key), allowed=allowed, owed=self._owed_here(key)
+        )
+        heard = self._clock()
+        if share is None:  # the shared budget cannot answer (it logged why): the local decision stands
+            self.budget.record(key, heard)
+            return True
+        # Ages mapped from the moment the answer arrived: never earlier than the database's moment, so calls
+        # stay in the local window at least as long as in the shared one.
+        calls = [heard - age for age in share.ages]
+        self.budget.observe(key, heard, calls, paused_until=heard + share.paused_for)
+        if share.owed_elsewhere:
+            self._owed_elsewhere[key] = (share.owed_elsewhere, heard)
+        else:
+            self._owed_elsewhere.pop(key, None)  # keys scoped per channel must not pile up
+        return share.granted
+
+    async def rate_limited(self, key: str, retry_after: float) -> None:
+        """Slack said 429: pause the key here, and for every replica when the budget is shared."""
         log.warning("Slack rate-limited %s; pausing it for %.1fs", key, retry_after)
         self.budget.rate_limited(key, self._clock(), retry_after)
+        if self._shared is not None:
+            await self._shared.pause(self._team_id, key, retry_after)

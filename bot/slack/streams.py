@@ -20,6 +20,8 @@ from bot.slack.parts import Answer
 
 log = logging.getLogger(__name__)
 
+# How long a new stream may wait for a chat.startStream slot before the answer goes by chat.update instead.
+START_WAIT = 0.5
 # One append carries at most this much Markdown (Slack's limit is 12,000 characters a payload).
 APPEND_LIMIT = 11_000
 # A person pressed stop on the stream in Slack: never a refusal (nothing falls back to chat.update as if
@@ -74,9 +76,14 @@ class StreamedMessage:
         pacer.native_starting += 1
         started = a.clock()
         try:
+            # A start that would wait is no start: other replicas may have taken Tier 2's slots meanwhile,
+            # and chat.update shows the answer now instead of in a minute.
+            if not await pacer.slot_within("chat.startStream", seconds=START_WAIT):
+                return "ratelimited"
             data = await a.api.call(
                 a.team_id,
                 "chat.startStream",
+                slot_held=True,
                 retry_rate_limited=False,
                 channel=a.channel,
                 thread_ts=a.thread_ts,

@@ -157,6 +157,9 @@ class PostgresStore(SQLStore):
             open=False,
             name="bot",
             timeout=POOL_TIMEOUT,
+            # The pool's reconnection backs off exponentially (1 s, 2 s, 4 s...): after a long outage it would
+            # come back minutes late. Giving up after a few seconds instead lets the next request try at once.
+            reconnect_timeout=POOL_TIMEOUT,
         )
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT)

@@ -47,6 +47,53 @@ def test_scoped_keys_share_their_methods_limit_but_not_its_window() -> None:
     assert budget.wait_time("chat.postMessage#C2", 0.1) == 0
 
 
+# What the shared budget (every replica's calls) says of a key ---------------------------------------------
+
+
+def test_an_observed_window_replaces_the_local_one() -> None:
+    budget = CallBudget({"chat.update": Limit(4, 60.0)})
+    budget.record("chat.update", 10.0)  # this replica's own call, which the shared window holds too
+    budget.observe("chat.update", 20.0, [10.0, 12.0, 19.0, 20.0])
+    assert budget.used("chat.update", 20.0) == 4  # not 5: the own call is counted once
+    # Full: the next call waits for the oldest of the window (t=10) to leave it.
+    assert budget.wait_time("chat.update", 20.0) == pytest.approx(10.0 + 60.0 + EDGE_MARGIN - 20.0)
+    budget.observe("chat.update", 21.0, [])  # another replica's view: the window is empty after all
+    assert budget.used("chat.update", 21.0) == 0
+    assert budget.tracked_keys() == set()
+
+
+def test_an_observed_window_drops_what_is_past_and_keeps_order() -> None:
+    budget = CallBudget({"chat.update": Limit(3, 60.0)})
+    budget.observe("chat.update", 100.0, [99.0, 30.0, 50.0, 70.0])  # 30.0 left the window at 90.5
+    assert budget.used("chat.update", 100.0) == 3
+    assert budget.wait_time("chat.update", 100.0) == pytest.approx(50.0 + 60.0 + EDGE_MARGIN - 100.0)
+
+
+def test_an_observed_pause_pauses_the_key_but_teaches_no_limit() -> None:
+    budget = CallBudget({"chat.update": TIER})
+    budget.wait_time("chat.update", 0.0)
+    budget.observe("chat.update", 100.0, [99.0], paused_until=130.0)  # another replica met a 429
+    assert budget.wait_time("chat.update", 100.0) == pytest.approx(30.0)
+    assert budget.limit("chat.update") == TIER and budget.rate_limited_count == 0
+    budget.observe("chat.update", 101.0, [99.0], paused_until=110.0)  # an older word never shortens a pause
+    assert budget.wait_time("chat.update", 101.0) == pytest.approx(29.0)
+    budget.observe("chat.update", 131.0, [99.0])
+    assert budget.wait_time("chat.update", 131.0) == 0.0
+
+
+def test_allowed_is_the_limit_less_the_reserve_and_never_zero() -> None:
+    budget = CallBudget({"chat.update": TIER, "chat.postMessage": Limit(10, 10.0)})
+    budget.wait_time("chat.update", 0.0)
+    assert budget.allowed("chat.update", 0.0) == 50
+    assert budget.allowed("chat.update", 0.0, reserve=3) == 47
+    assert budget.allowed("chat.update", 0.0, reserve=80) == 1
+    budget.record("chat.update", 100.0)
+    budget.rate_limited("chat.update", 100.0, retry_after=5)
+    assert budget.allowed("chat.update", 106.0) == 12  # a learned limit, what the shared budget is told
+    assert budget.span("chat.update") == 60.0 + EDGE_MARGIN
+    assert budget.span("chat.postMessage#C1") == 10.0 + EDGE_MARGIN  # a scoped key: its method's window
+
+
 # Learning from 429s, and forgetting what was learned -------------------------------------------------------
 
 TIER = Limit(50, 60.0)

@@ -82,6 +82,7 @@ async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
                 "feedback",
                 "messages",
                 "migrations",
+                "slack_budget",  # PostgreSQL's shared Slack budget: created everywhere, used by PostgreSQL only
             ]
         async with db.execute("SELECT name FROM migrations ORDER BY name") as cursor:
             assert [r[0] for r in await cursor.fetchall()] == [m.__name__ for m in MIGRATIONS]
