@@ -141,7 +141,7 @@ class Conversations:
 
     async def _claim(self, key: ThreadKey, message: Incoming) -> Turn | None:
         """`store.claim_turn`, tried again while the database is briefly out of reach; past CLAIM_DEADLINE it
-        raises `StoreUnavailable`, the event is refused, and Slack sends it again later."""
+        raises TimeoutError: the event is refused (not acknowledged), and Slack sends it again later."""
         new = NewMessage("user", message.text, message.ts, message.user_id)
         delay = 0.1
         async with asyncio.timeout(CLAIM_DEADLINE):
@@ -257,8 +257,8 @@ class Conversations:
         answer.text = resume
         writer.on_progress = answer.progress
         self._answering[turn.answer_id] = answer
-        params = self.personas.effective(turn.conversation.persona)
         try:
+            params = self.personas.effective(turn.conversation.persona)
             if self.store.shared:
                 await self._after_earlier_answers(turn)  # before the local lock, which the earlier one may need
             async with self._thread_turn(key):

@@ -45,7 +45,13 @@ class Takeover:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Every third of a lease, until cancelled: renew this process's leases, and take lapsed answers over
-        until `stopping` is set (a stopping process still finishes its own answers, but takes on no others)."""
+        until `stopping` is set (a stopping process still finishes its own answers, but takes on no others).
+
+        Only on a shared database: on SQLite no other process runs, so no lease needs renewing, and its next
+        start takes over whatever this one leaves.
+        """
+        if not self.store.shared:
+            return
         every = self.store.lease_seconds / 3
         while True:
             await asyncio.sleep(every)
@@ -55,6 +61,8 @@ class Takeover:
                     await self.sweep()
             except StoreError as exc:  # the database out of reach: the next round tries again
                 log.warning("could not renew or take over answers: %s", exc)
+            except Exception:  # never let one bad round end the leases of every answer in flight
+                log.exception("renewing or taking over answers failed")
 
     async def renew(self) -> None:
         in_flight = self.conversations.in_flight()
@@ -64,7 +72,8 @@ class Takeover:
 
     async def sweep(self) -> int:
         """Take over every answer whose lease lapsed; returns how many."""
-        taken = await self.store.take_lapsed()
+        writing = set(self.conversations.in_flight())
+        taken = [ref for ref in await self.store.take_lapsed() if ref.answer_id not in writing]
         for ref in taken:
             if self._clock() - ref.asked_at > self.resume_within:
                 log.info("answer %d was interrupted too long ago to continue; marking it", ref.answer_id)

@@ -1,6 +1,7 @@
 """Replicas as real `python -m bot` processes on one PostgreSQL database: a replica killed mid-answer has its
-answer finished by another, and a rolling restart (SIGTERM to each replica in turn while questions keep coming)
-answers every question once, with nothing lost or shown twice."""
+answer finished by another; a rolling restart (SIGTERM to each replica in turn while questions keep coming)
+answers every question once, with nothing lost or shown twice; three replicas share Slack's rate budget; a
+thread's turns on different replicas stay in order; answers stream on through a database restart."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from tests.conftest import until
 from tests.fakes import mistral as fm
 from tests.fakes import slack as fs
+from tests.fakes.pgproxy import PgProxy
 from tests.fakes.slack import BOT_USER
 from tests.processes import ReplicaSet
 from tests.storage.conftest import database_url  # noqa: F401 (the fixture: a fresh schema per test)
@@ -163,3 +165,65 @@ async def test_replicas_share_one_slack_budget(
         )
     assert slack.rate_limited == 0
     assert len(mistral.chat_requests) == 24
+
+
+async def test_turns_of_one_thread_on_different_replicas_answer_in_order(
+    slack: fs.FakeSlack,
+    mistral: fm.FakeMistral,
+    tmp_path: Path,
+    database_url: str,  # noqa: F811
+) -> None:
+    async with ReplicaSet(slack, mistral, tmp_path, "http", database_url, 2) as replicas:
+        mistral.queue(fm.Script(chunks=["Brie, ", "then ", "Comté."], delay=0.4))
+        event = slack.user_message(CHANNEL, "U0ADA", f"<@{BOT_USER}> Name two cheeses")
+        await replicas.deliver(slack.as_mention(event), replica=0)
+        await until(lambda: slack.bot_replies(CHANNEL, event["ts"]), timeout=20, message="the first answer")
+        follow = slack.user_message(CHANNEL, "U0BOB", "And a wine?", thread_ts=event["ts"])
+        await replicas.deliver(follow, replica=1)  # while replica 0 is still writing the first answer
+        await until(lambda: [s for s, _ in answers(database_url)] == ["complete", "complete"], timeout=20)
+        second = mistral.chat_requests[1]["messages"]
+        assert [m["content"] for m in second[1:]] == [
+            "[Ada] Name two cheeses",
+            "Brie, then Comté.",  # the whole answer before it, written by the other replica
+            "[Bob] And a wine?",
+        ]
+        assert [r.text for r in slack.bot_replies(CHANNEL, event["ts"])] == [
+            "Brie, then Comté.",
+            "You said: [Bob] And a wine?",
+        ]
+
+
+async def test_answers_streaming_through_a_database_restart_are_finished_and_saved(
+    slack: fs.FakeSlack,
+    mistral: fm.FakeMistral,
+    tmp_path: Path,
+    database_url: str,  # noqa: F811
+) -> None:
+    proxy = PgProxy()
+    await proxy.start()
+    try:
+        mistral.chunk_size = 6
+        mistral.default_delay = 0.25
+        async with ReplicaSet(slack, mistral, tmp_path, "http", proxy.url(database_url), 2) as replicas:
+            events = [slack.user_message(CHANNEL, "U0ADA", f"<@{BOT_USER}> Question {i}") for i in range(4)]
+            for i, event in enumerate(events):
+                await replicas.deliver(slack.as_mention(event), replica=i % 2)
+            await until(lambda: all(slack.bot_replies(CHANNEL, e["ts"]) for e in events), timeout=20)
+            await proxy.outage(2.0)  # every connection cut mid-answer, new ones refused for two seconds
+            expected = [f"You said: [Ada] Question {i}" for i in range(4)]
+            await until(
+                lambda: (
+                    [[r.text for r in slack.bot_replies(CHANNEL, e["ts"])] for e in events]
+                    == [[text] for text in expected]
+                ),
+                timeout=30,
+                message="every answer complete in Slack",
+            )
+            await until(
+                lambda: sorted(answers(database_url)) == [("complete", text) for text in expected],
+                timeout=30,
+                message="every answer saved once the database is back",
+            )
+        assert proxy.cut > 0
+    finally:
+        await proxy.stop()

@@ -223,7 +223,8 @@ class Store(Protocol):
         """Lease to this process up to `limit` unfinished answers whose lease lapsed; each is taken by one process.
 
         An SQLite database serves one process, so every answer another process left unfinished counts as
-        lapsed there; PostgreSQL waits for the lease to run out.
+        lapsed there; PostgreSQL waits for the lease to run out. This process's own answers count too once
+        their lease lapsed (one it lost track of); the caller skips those it is still writing.
         """
         ...
 

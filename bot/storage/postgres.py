@@ -301,7 +301,7 @@ class PostgresStore(SQLStore):
     async def _take_lapsed(self, limit: int) -> list[int]:
         now = time.time()
         rows = await self._write_returning(
-            _TAKE_LAPSED, (self.owner, now + self.lease_seconds, *UNFINISHED, now, self.owner, limit)
+            _TAKE_LAPSED, (self.owner, now + self.lease_seconds, *UNFINISHED, now, limit)
         )
         return [r[0] for r in rows]
 

@@ -87,11 +87,8 @@ RENEW_QUERY = f"""
 
 RELEASE_QUERY = "UPDATE messages SET lease_until = 0 WHERE lease_owner = ? AND id IN ({ids})"
 
-# Unfinished answers whose lease ran out (or that never had one), except this process's own.
-LAPSED = f"""
-    role = 'assistant' AND {_UNFINISHED}
-    AND (lease_until IS NULL OR lease_until < ?) AND (lease_owner IS NULL OR lease_owner <> ?)
-"""
+# Unfinished answers whose lease ran out, or that never had one.
+LAPSED = f"role = 'assistant' AND {_UNFINISHED} AND (lease_until IS NULL OR lease_until < ?)"
 
 UNFINISHED_QUERY = f"""
     SELECT m.id, c.team_id, c.channel_id, c.thread_ts, m.text, m.slack_parts

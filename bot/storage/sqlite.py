@@ -176,11 +176,12 @@ class SQLiteStore(SQLStore):
     async def _take_lapsed(self, limit: int) -> list[int]:
         # SQLite serves one process: an answer left unfinished by any other holder was left by a process that
         # died (or stopped), whatever its lease says.
+        now = time.time()
         rows = await self._write_returning(
             "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id IN ("
             f"SELECT id FROM messages WHERE role = 'assistant' AND status IN ({','.join('?' * len(UNFINISHED))}) "
-            "AND (lease_owner IS NULL OR lease_owner <> ?) ORDER BY id LIMIT ?) RETURNING id",
-            (self.owner, self._lease_until(), *UNFINISHED, self.owner, limit),
+            "AND (lease_owner IS NULL OR lease_owner <> ? OR lease_until < ?) ORDER BY id LIMIT ?) RETURNING id",
+            (self.owner, now + self.lease_seconds, *UNFINISHED, self.owner, now, limit),
         )
         return [r[0] for r in rows]
 

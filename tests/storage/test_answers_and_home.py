@@ -415,7 +415,7 @@ TABLES = {"a", "q", "l", "c", "m", "f", "w", "p", "messages", "conversations", "
         ),
         (
             "SELECT id FROM messages WHERE " + queries.LAPSED,
-            (*queries.UNFINISHED, 1.0, "owner"),
+            (*queries.UNFINISHED, 1.0),
             "SEARCH messages USING INDEX messages_status",
         ),
         (
