@@ -380,6 +380,21 @@ async def test_a_hard_kill_mid_answer_is_continued_at_the_next_start(http_harnes
     await still_serving(h)
 
 
+async def test_a_continuation_the_model_refuses_keeps_the_text_and_says_so(http_harness: Harness) -> None:
+    """Continuing is impossible when the model refuses the prefixed request: the thread keeps what it had, with
+    the reason, and the store says partial."""
+    h = http_harness
+    event = await killed_mid_answer(h, "doomed")
+    h.mistral.queue(Script(status=400, body={"object": "error", "message": "prefix not supported", "code": "400"}))
+    await h.start()
+    await h.settle()
+    [reply] = h.slack.bot_replies(CHANNEL, event["ts"])
+    assert reply.text.startswith("Started to answer") and NOTES[ErrorKind.REFUSED] in reply.text
+    assert reply.text.count("Started to answer") == 1
+    assert (await statuses(h))[-1] == ("partial", "Started to answer")
+    await still_serving(h)
+
+
 async def test_a_hard_kill_too_long_ago_is_marked_at_the_next_start(http_harness: Harness) -> None:
     """Past RESUME_WITHIN_SECONDS the thread has moved on: the answer is marked, with Try again."""
     h = http_harness
