@@ -19,13 +19,11 @@ from typing import Any
 from bot.agent_view import set_thread_title
 from bot.answer import Answer, LeaseLost, Stopped
 from bot.context import ThreadContext
-from bot.core.history import Prompt
-from bot.core.params import ModelParams, request_body
-from bot.core.prefix import PrefixedAnswer
 from bot.core.routing import Action, Incoming, classify_event
 from bot.core.slack_text import strip_leading_mention
-from bot.core.sse import Delta, Finish
-from bot.mistral import ErrorKind, ModelError
+from bot.core.sse import Finish
+from bot.mistral import ModelError
+from bot.model_stream import JSON_FENCE, stream_answer
 from bot.notes import (
     CANNOT_POST,
     HELP,
@@ -262,7 +260,7 @@ class Conversations:
             if self.store.shared:
                 await self._after_earlier_answers(turn)  # before the local lock, which the earlier one may need
             async with self._thread_turn(key):
-                await writer.start(shown=("```\n" if params.json_answers and resume else "") + resume)
+                await writer.start(shown=(JSON_FENCE if params.json_answers and resume else "") + resume)
                 await answer.save(Status.STREAMING)
                 if not strip_leading_mention(message.text, identity.bot_user_id):
                     answer.streamed = True  # no model stream to stop
@@ -277,7 +275,9 @@ class Conversations:
                 prompt = await self.context.prompt(
                     turn, asked, bot_user_id=identity.bot_user_id, bot_name=identity.bot_name
                 )
-                finish = await self._stream_unless_stopped(prompt, asked, answer, resume)
+                finish = await stream_answer(
+                    self.model, prompt, asked, answer, resume=resume, total_timeout=self._total_timeout
+                )
                 notes = []
                 if prompt.truncated_question:
                     notes.append(TRUNCATED_NOTE)
@@ -374,59 +374,6 @@ class Conversations:
             except (SlackCallError, RateLimited) as post_exc:
                 log.warning("could not post the failure note either: %s", post_exc)
         await self.out.ephemeral(message.team_id, message.channel_id, message.user_id, text, message.thread_ts)
-
-    async def _stream_unless_stopped(
-        self, prompt: Prompt, params: ModelParams, answer: Answer, resume: str
-    ) -> Finish | None:
-        """The model stream as a task of its own, which Stop cancels without cancelling the turn."""
-        if answer.stopped_by is not None:
-            raise Stopped  # pressed before the stream began
-        answer.stream = asyncio.ensure_future(self._stream(prompt, params, answer, resume))
-        try:
-            return await answer.stream
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if answer.stopped_by is not None and not (task is not None and task.cancelling()):
-                raise Stopped from None
-            raise  # the turn itself is cancelled (shutdown): the stream went with it
-        finally:
-            answer.stream = None
-            answer.streamed = True
-
-    async def _stream(self, prompt: Prompt, params: ModelParams, answer: Answer, resume: str) -> Finish | None:
-        """The model's answer into `answer`; after `resume` (already shown and stored), only what follows it."""
-        body = request_body(params, prompt.messages)
-        prefixed = PrefixedAnswer(params.prefix)
-        known = len(resume)  # the model's text starts with it: not added again
-        if params.json_answers:
-            if not resume:
-                answer.writer.append("```\n")  # shown as a code block; stored as the bare JSON
-            answer.shown_from = len("```\n")
-
-        def add(text: str) -> None:
-            nonlocal known
-            skip = min(known, len(text))
-            known -= skip
-            answer.add(text[skip:])
-
-        finish: Finish | None = None
-
-        async def on_retry(exc: ModelError, attempt: int, delay: float) -> None:
-            answer.writer.set_status(f"_The model is busy; trying again in {delay:.0f}s (attempt {attempt + 1})…_")
-
-        try:
-            async with asyncio.timeout(self._total_timeout):
-                async for item in self.model.stream(body, on_retry=on_retry):
-                    if isinstance(item, Delta):
-                        add(prefixed.feed(item.text))
-                    else:
-                        finish = item
-        except TimeoutError:
-            raise ModelError(ErrorKind.TIMEOUT, f"no complete answer within {self._total_timeout:g}s") from None
-        add(prefixed.flush())
-        if params.json_answers:
-            answer.writer.append("\n```")
-        return finish
 
     # life cycle -------------------------------------------------------------------------------------------
 
