@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.conftest import free_port
 from tests.fakes import mistral as fm
 from tests.fakes import slack as fs
 
@@ -35,12 +36,6 @@ GRACE_SECONDS = 2  # SHUTDOWN_GRACE_SECONDS: answers in flight get this long aft
 SETTINGS_PREFIXES = ("SLACK_", "MISTRAL_", "DATABASE_")
 SETTINGS = {"PORT", "SYSTEM_PROMPT", "PERSONAS_FILE", "PERSONA_ADMINS", "LOG_LEVEL", "SHUTDOWN_GRACE_SECONDS"}
 LOG_TAIL = 20_000  # characters of each log printed on failure
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
