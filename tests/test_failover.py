@@ -20,8 +20,9 @@ from tests.processes import ReplicaSet
 from tests.storage.conftest import database_url  # noqa: F401 (the fixture: a fresh schema per test)
 
 CHANNEL = "C0FAILOVER"
-# Leases of two seconds, renewed and swept every 0.7 s: a dead replica's answers are taken over within ~3 s.
-FAST_LEASES = {"ANSWER_LEASE_SECONDS": "2"}
+# Leases of four seconds, renewed and swept every 1.3 s: a dead replica's answers are taken over within ~6 s,
+# and a live one survives a stall of over 2 s (two cores shared by the test, the fakes and every replica).
+FAST_LEASES = {"ANSWER_LEASE_SECONDS": "4"}
 
 
 def answers(url: str) -> list[tuple[str, str]]:
@@ -40,7 +41,11 @@ async def test_a_replica_killed_mid_answer_has_its_answer_finished_by_another(
     mode: str,
 ) -> None:
     async with ReplicaSet(slack, mistral, tmp_path, mode, database_url, 2, **FAST_LEASES) as replicas:
-        mistral.queue(fm.Script(chunks=["Once upon ", "a time", " there was"], hang_after=2))
+        mistral.queue(
+            fm.Script(chunks=["Once upon ", "a time", " there was"], hang_after=2),
+            # The model continues what was shown: its answer to the prefixed request starts with that text.
+            fm.Script(chunks=[", a cheese", " that travelled."]),
+        )
         event = slack.user_message(CHANNEL, "U0ADA", f"<@{BOT_USER}> Tell me a story")
         await replicas.deliver(slack.as_mention(event), replica=0)
         await until(
@@ -48,8 +53,6 @@ async def test_a_replica_killed_mid_answer_has_its_answer_finished_by_another(
             timeout=20,
             message="the first part of the answer in Slack",
         )
-        # The model continues what was shown: its answer to the prefixed request starts with that text.
-        mistral.queue(fm.Script(chunks=[", a cheese", " that travelled."]))
         assert await replicas.kill(0) == -9
         await until(lambda: answers(database_url)[-1][0] == "complete", timeout=30, message="the answer to finish")
 

@@ -19,12 +19,13 @@ CHANNEL = "C0GENERAL"
 async def started(
     slack: fs.FakeSlack, mistral: fm.FakeMistral, tmp_path: Path, url: str, **env: str
 ) -> list[Harness]:
-    """Two replicas on the database at `url`, each sweeping for lapsed answers twice a second."""
+    """Two replicas on the database at `url`, each sweeping for lapsed answers every 1.3 s (a live answer's lease
+    survives a stall of over 2 s: both replicas, the fakes and the test share this process)."""
     replicas = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         replica = Harness(slack, mistral, tmp_path / name, "http")
-        await replica.start(DATABASE_URL=url, ANSWER_LEASE_SECONDS="1.5", **env)
+        await replica.start(DATABASE_URL=url, ANSWER_LEASE_SECONDS="4", **env)
         replicas.append(replica)
     return replicas
 
