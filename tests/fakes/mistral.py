@@ -2,7 +2,8 @@
 
 Unknown request fields get 422 `extra_forbidden`, role-order mistakes 400, unknown models 404, a wrong key
 401; streams are SSE with a padding key `p`, a role-only first chunk, usage on the last chunk, then
-`data: [DONE]`. Tests queue `Script`s to choose answers, pacing and faults.
+`data: [DONE]`. Tests queue `Script`s to choose answers, pacing and faults. A message's content may be a list of
+chunks (text, image_url, document_url), checked as the API checks them (see "Content chunks" below).
 
 A request ending with an assistant message with `prefix: true` is answered as Mistral does: the streamed
 content begins with the prefix text (see `answer_text` and `Script.chunks`).
@@ -11,6 +12,10 @@ content begins with the prefix text (see `answer_text` and `Script.chunks`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import ipaddress
 import json
 import random
 import socket
@@ -20,6 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -80,7 +86,7 @@ class Script:
 
 def echo_answer(messages: list[dict[str, Any]]) -> str:
     last = next(m for m in reversed(messages) if m["role"] == "user")
-    content = last["content"] if isinstance(last["content"], str) else json.dumps(last["content"])
+    content = last["content"] if isinstance(last["content"], str) else describe_content(last["content"])
     return f"You said: {content}"
 
 
@@ -108,6 +114,214 @@ def answer_text(messages: list[dict[str, Any]], prefix: str | None = None) -> st
     return text
 
 
+# Content chunks --------------------------------------------------------------------------------------------
+#
+# A message's `content` is a string or a list of chunks, as Mistral's API takes it: `text` ({"text": str}),
+# `image_url` (a string, or {"url": str, "detail"?: "low" | "auto" | "high"}) and `document_url` (a string) in
+# user messages; only text chunks elsewhere. Schema mistakes (an unknown type, a missing or extra field) answer
+# 422; a URL Mistral could not fetch (Slack's private file hosts, loopback and private addresses) or data that
+# is not what its data: URL says answers 400, as the real service does when it cannot load an image.
+
+CHUNK_FIELDS = {
+    "text": ({"type", "text"}, {"type", "text"}),  # (required, allowed)
+    "image_url": ({"type", "image_url"}, {"type", "image_url"}),
+    "document_url": ({"type", "document_url"}, {"type", "document_url", "document_name"}),
+}
+IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 50 * 1024 * 1024
+MAX_REQUEST_BYTES = 128 * 1024 * 1024  # a request body the fake reads (aiohttp's default is 1 MB)
+# What an attachment costs in the fake's token estimate (a flat figure: the fake does not decode images).
+IMAGE_TOKENS = 1_500
+DOCUMENT_TOKENS = 3_000
+_UNFETCHABLE_DOMAINS = ("slack.com", "slack-edge.com", "localhost", "internal", "local")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An image or document a request carried, decoded from its data: URL (or the URL itself)."""
+
+    type: str  # "image_url" | "document_url"
+    mime: str  # from the data: URL ("" for a remote URL)
+    data: bytes  # b"" for a remote URL
+    url: str  # the remote URL, or "" for data
+
+
+def _chunk_error(status: int, loc: list[Any], message: str, kind: str) -> tuple[int, dict[str, Any]]:
+    if status == 422:
+        return status, {"detail": [{"type": kind, "loc": ["body", *loc], "msg": message}]}
+    return status, {"object": "error", "message": message, "type": kind, "param": None, "code": "3051"}
+
+
+def _unfetchable(url: str) -> bool:
+    """A URL Mistral's servers cannot fetch: private Slack hosts, loopback, private networks."""
+
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if not host:
+        return True
+    if any(host == d or host.endswith("." + d) for d in _UNFETCHABLE_DOMAINS):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+
+
+def decode_data_url(url: str) -> tuple[str, bytes] | None:
+    """(mime, bytes) of a base64 data: URL, or None when it is not one or its base64 is broken."""
+
+    if not url.startswith("data:") or ";base64," not in url:
+        return None
+    mime, payload = url[5:].split(";base64,", 1)
+    try:
+        return mime.lower(), base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def check_url(kind: str, url: Any, loc: list[Any], *, refuse: bool) -> tuple[int, dict[str, Any]] | None:
+    """An image_url / document_url value's URL as Mistral would load it; None when it loads."""
+    noun = "Image" if kind == "image_url" else "Document"
+    if not isinstance(url, str) or not url:
+        return _chunk_error(422, loc, "Input should be a valid string", "string_type")
+    if refuse:
+        return _chunk_error(400, loc, f"{noun} input is not supported by this model", "invalid_request_error")
+    if url.startswith("data:"):
+        decoded = decode_data_url(url)
+        if decoded is None:
+            return _chunk_error(400, loc, f"{noun} data URL is not valid base64", "invalid_request_file")
+        mime, data = decoded
+        if kind == "image_url":
+            magic = IMAGE_MAGIC.get(mime)
+            if magic is None or not data.startswith(magic):
+                return _chunk_error(400, loc, f"Unsupported or invalid image ({mime})", "invalid_request_file")
+            if len(data) > MAX_IMAGE_BYTES:
+                return _chunk_error(400, loc, "Image is too large", "invalid_request_file")
+        else:
+            if mime != "application/pdf" or b"%PDF-" not in data[:1024]:
+                return _chunk_error(400, loc, f"Unsupported or invalid document ({mime})", "invalid_request_file")
+            if len(data) > MAX_DOCUMENT_BYTES:
+                return _chunk_error(400, loc, "Document is too large", "invalid_request_file")
+        return None
+    if not url.startswith(("https://", "http://")):
+        return _chunk_error(400, loc, f"{noun} URL must be http(s) or a data URL", "invalid_request_file")
+    if _unfetchable(url):
+        return _chunk_error(400, loc, f"{noun} could not be downloaded from the URL given", "invalid_request_file")
+    return None
+
+
+def check_content(
+    role: str, content: Any, loc: list[Any], *, refuse_images: bool = False, refuse_documents: bool = False
+) -> tuple[int, dict[str, Any]] | None:
+    """A message's content as the API checks it: (status, body) of the refusal, or None."""
+    if content is None or isinstance(content, str):
+        return None
+    if not isinstance(content, list):
+        return _chunk_error(422, [*loc, "content"], "Input should be a valid string or list", "string_type")
+    for j, chunk in enumerate(content):
+        at = [*loc, "content", j]
+        kind = chunk.get("type") if isinstance(chunk, dict) else None
+        if kind not in CHUNK_FIELDS:
+            return _chunk_error(
+                422,
+                at,
+                f"Input tag '{kind}' found using 'type' does not match any of the expected tags",
+                "union_tag_invalid",
+            )
+        if kind != "text" and role != "user":
+            return _chunk_error(422, at, f"{kind} chunks are only allowed in user messages", "union_tag_invalid")
+        required, allowed = CHUNK_FIELDS[kind]
+        if missing := sorted(required - set(chunk)):
+            return _chunk_error(422, [*at, missing[0]], "Field required", "missing")
+        if extra := sorted(set(chunk) - allowed):
+            return _chunk_error(422, [*at, extra[0]], "Extra inputs are not permitted", "extra_forbidden")
+        if kind == "text":
+            if not isinstance(chunk["text"], str):
+                return _chunk_error(422, [*at, "text"], "Input should be a valid string", "string_type")
+            continue
+        value = chunk[kind]
+        if kind == "image_url" and isinstance(value, dict):
+            if extra := sorted(set(value) - {"url", "detail"}):
+                return _chunk_error(422, [*at, kind, extra[0]], "Extra inputs are not permitted", "extra_forbidden")
+            if value.get("detail") not in (None, "low", "auto", "high"):
+                return _chunk_error(422, [*at, kind, "detail"], "Input should be 'low', 'auto' or 'high'", "enum")
+            value = value.get("url")
+        refuse = refuse_images if kind == "image_url" else refuse_documents
+        refused = check_url(kind, value, [*at, kind], refuse=refuse)
+        if refused is not None:
+            return refused
+    return None
+
+
+def chunk_url(chunk: dict[str, Any]) -> str:
+    value = chunk.get(chunk.get("type", ""), "")
+    return str(value.get("url", "")) if isinstance(value, dict) else str(value)
+
+
+def attachments(body: dict[str, Any]) -> list[Attachment]:
+    """Every image and document of a request's messages, in order, decoded (tests compare the exact bytes)."""
+    found: list[Attachment] = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for chunk in content:
+            if isinstance(chunk, dict) and chunk.get("type") in ("image_url", "document_url"):
+                url = chunk_url(chunk)
+                decoded = decode_data_url(url)
+                if decoded is None:
+                    found.append(Attachment(chunk["type"], "", b"", url))
+                else:
+                    found.append(Attachment(chunk["type"], decoded[0], decoded[1], ""))
+    return found
+
+
+def describe_content(content: list[Any]) -> str:
+    """A chunk list as the echo answer shows it: text as it is, attachments as a short label (never base64)."""
+
+    parts: list[str] = []
+    for chunk in content:
+        if not isinstance(chunk, dict):
+            continue
+        if chunk.get("type") == "text":
+            parts.append(str(chunk.get("text", "")))
+            continue
+        decoded = decode_data_url(chunk_url(chunk))
+        if decoded is None:
+            parts.append(f"[{chunk.get('type')}: {chunk_url(chunk)}]")
+        else:
+            mime, data = decoded
+            parts.append(
+                f"[{chunk.get('type')}: {mime}, {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:12]}]"
+            )
+    return "\n".join(parts)
+
+
+def prompt_chars(messages: list[dict[str, Any]]) -> int:
+    """The characters the fake's token estimate counts: text as it is, attachments at a flat cost."""
+    total = 0
+    for m in messages:
+        content = m.get("content", "")
+        if not isinstance(content, list):
+            total += len(str(content))
+            continue
+        for chunk in content:
+            kind = chunk.get("type") if isinstance(chunk, dict) else None
+            if kind == "image_url":
+                total += IMAGE_TOKENS * 4
+            elif kind == "document_url":
+                total += DOCUMENT_TOKENS * 4
+            else:
+                total += len(str(chunk.get("text", "") if isinstance(chunk, dict) else chunk))
+    return total
+
+
 class FakeMistral:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -122,11 +336,14 @@ class FakeMistral:
         self.models_requests = 0
         self.models_failures = 0  # answer this many `GET /v1/models` with a 503 before answering properly
         self.abandoned = 0  # streams the client closed before their end: no more tokens were generated for them
+        # A model without vision (or a server without documents): image_url / document_url chunks answer 400.
+        self.refuse_images = False
+        self.refuse_documents = False
         self._runner: web.AppRunner | None = None
         self.url = ""
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)  # images and PDFs travel inside the JSON
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
@@ -229,15 +446,28 @@ class FakeMistral:
                         ]
                     },
                 )
+            refused = self._check_content(i, m)
+            if refused is not None:
+                return refused
             if m.get("prefix") and i != len(messages) - 1:
                 return self._bad_request("An assistant message with prefix=True must be the last message")
         last = messages[-1]
         if last["role"] not in ("user", "tool") and not (last["role"] == "assistant" and last.get("prefix")):
             return self._bad_request("Expected last role User or Tool (or Assistant with prefix True) for serving")
-        total = sum(len(str(m.get("content", ""))) for m in messages) // 4
+        total = prompt_chars(messages) // 4
         if total > MODELS[body["model"]]:
             return self._bad_request(f"Prompt contains {total} tokens, too large for model")
         return None
+
+    def _check_content(self, index: int, message: dict[str, Any]) -> web.Response | None:
+        refused = check_content(
+            str(message.get("role")),
+            message.get("content"),
+            ["messages", index],
+            refuse_images=self.refuse_images,
+            refuse_documents=self.refuse_documents,
+        )
+        return None if refused is None else self._error(*refused)
 
     def _bad_request(self, message: str) -> web.Response:
         return self._error(
@@ -335,7 +565,7 @@ class FakeMistral:
             await send({"content": chunk})
         question = next(m for m in reversed(body["messages"]) if m["role"] == "user")["content"]
         self.last_chunk_at[str(question)] = time.monotonic()
-        prompt_tokens = sum(len(str(m.get("content", ""))) for m in body["messages"]) // 4
+        prompt_tokens = prompt_chars(body["messages"]) // 4
         completion = max(1, (len(lead or "") + sum(len(c) for c in chunks)) // 4)
         await send(
             {"content": ""},

@@ -49,6 +49,7 @@ class Message:
     stream_started: float = 0.0
     changed_at: list[float] = field(default_factory=list)  # when each entry of `history` became visible
     blocks: list[dict[str, Any]] = field(default_factory=list)  # Block Kit; Slack shows these, not `text`
+    files: list[dict[str, Any]] = field(default_factory=list)  # file objects shared with it (`file_message`)
 
     def blocks_text(self) -> str:
         """The text of its section and markdown blocks (what a person reads when it has blocks), else `text`."""
@@ -138,6 +139,43 @@ class Call:
     error: str | None
 
 
+SIGN_IN_PAGE = (
+    '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Slack</title></head>'
+    '<body><h1>Sign in to Test</h1><form action="/signin" method="post"></form></body></html>'
+)
+FILE_PIECE = 64 * 1024  # downloads are written in pieces of this size, so a reader can stop early
+
+
+@dataclass
+class HostedFile:
+    """A file the fake serves at `/files-pri/T0TEAM-<id>/…` (see "File hosting" in FakeSlack)."""
+
+    id: str
+    name: str
+    mimetype: str
+    filetype: str
+    data: bytes
+    object: dict[str, Any]  # the file object events and files.info carry
+    deleted: bool = False  # 404 for downloads, file_deleted from files.info
+    chunked: bool = False  # no Content-Length: the reader learns the size only by reading
+    content_type: str | None = None  # what the download's Content-Type says (default: the mimetype)
+    redirect_to: str | None = None  # answer downloads with a 302 to this URL instead of the body
+    fail_status: int | None = None  # answer downloads with this status (500, 503…) and an error page
+
+
+@dataclass
+class FileDownload:
+    """One request for a hosted file: who asked (with the bot token or not), what it got, how much was sent."""
+
+    file_id: str
+    path: str
+    authorized: bool
+    status: int
+    bytes_sent: int = 0
+    complete: bool = False  # the whole body went out
+    finished: bool = False  # the handler is done (complete, or the reader went away)
+
+
 class FakeSlack(AgentSurfaces):
     def __init__(self) -> None:
         self.messages: dict[tuple[str, str], Message] = {}
@@ -182,6 +220,10 @@ class FakeSlack(AgentSurfaces):
         self._envelopes = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url = ""
+        # File hosting (see "File hosting" below)
+        self.hosted_files: dict[str, HostedFile] = {}
+        self.file_downloads: list[FileDownload] = []
+        self._file_ids = itertools.count(1)
 
     # server -----------------------------------------------------------------------------------------
 
@@ -191,6 +233,7 @@ class FakeSlack(AgentSurfaces):
         app.router.add_get("/api/{method}", self._api)  # slack_sdk sends some reads (conversations.replies) as GET
         app.router.add_get("/socket", self._socket_handler)
         app.router.add_post("/response/{id}", self._response_url)
+        app.router.add_get("/files-pri/{key}/{tail:.+}", self._file_download)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -449,6 +492,7 @@ class FakeSlack(AgentSurfaces):
                 "user": m.user,
                 "thread_ts": m.thread_ts,
                 **({"bot_id": m.bot_id} if m.bot_id else {}),
+                **({"files": m.files} if m.files else {}),
             }
             for m in thread
         ]
@@ -715,3 +759,135 @@ class FakeSlack(AgentSurfaces):
         return await self.send_envelope(
             "events_api", self.envelope(event), retry_attempt=retry_attempt, connection=connection
         )
+
+    # File hosting ----------------------------------------------------------------------------------------
+    #
+    # Files are served as Slack serves them: `url_private` is /files-pri/T0TEAM-<id>/<name> and
+    # `url_private_download` /files-pri/T0TEAM-<id>/download/<name>, on the fake's own address (the host of
+    # its Web API, as a proxy in front of Slack would serve both). A download needs `Authorization: Bearer` +
+    # the bot token; without it Slack answers 200 with an HTML sign-in page, and so does the fake. A deleted
+    # file answers 404. Bodies go out in FILE_PIECE pieces and each request's `bytes_sent` is counted, so a
+    # test can tell that a reader stopped early.
+
+    def host_file(
+        self,
+        data: bytes,
+        name: str,
+        mimetype: str,
+        *,
+        filetype: str | None = None,
+        title: str | None = None,
+        user: str = "U0ADA",
+        size: int | None = None,
+        chunked: bool = False,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Host `data` as a file and return the file object an event's `files` would carry.
+
+        `size`: what the object claims (default: the true size); `chunked`: send no Content-Length;
+        `content_type`: the download's Content-Type when it should differ from `mimetype`.
+        """
+        file_id = f"F{next(self._file_ids):07d}"
+        filetype = filetype or (name.rsplit(".", 1)[-1].lower() if "." in name else "text")
+        base = f"{self.url}/files-pri/{TEAM}-{file_id}"
+        obj: dict[str, Any] = {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": title or name,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": user,
+            "user_team": TEAM,
+            "editable": False,
+            "size": len(data) if size is None else size,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": False,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{base}/{name}",
+            "url_private_download": f"{base}/download/{name}",
+            "permalink": f"https://test.slack.com/files/{user}/{file_id}/{name}",
+            "has_rich_preview": False,
+        }
+        self.hosted_files[file_id] = HostedFile(
+            file_id, name, mimetype, filetype, data, obj, chunked=chunked, content_type=content_type
+        )
+        return dict(obj)
+
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        """Delete a hosted file (downloads answer 404) and return its tombstone, as Slack shows a deleted file."""
+        self.hosted_files[file_id].deleted = True
+        return {"id": file_id, "mode": "tombstone"}
+
+    def file_message(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        files: list[dict[str, Any]],
+        *,
+        thread_ts: str | None = None,
+        channel_type: str = "channel",
+    ) -> dict[str, Any]:
+        """A person's message sharing `files` (from `host_file`): the `file_share` message event Slack sends."""
+        event = self.user_message(channel, user, text, thread_ts=thread_ts, channel_type=channel_type)
+        self.messages[(channel, event["ts"])].files = list(files)
+        event["subtype"] = "file_share"
+        event["files"] = list(files)
+        event["upload"] = False
+        return event
+
+    def downloads_of(self, file_id: str) -> list[FileDownload]:
+        return [d for d in self.file_downloads if d.file_id == file_id]
+
+    async def _file_download(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        file_id = key.split("-", 1)[1] if key.startswith(f"{TEAM}-") else ""
+        hosted = self.hosted_files.get(file_id)
+        authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
+        record = FileDownload(file_id, request.path, authorized, 200)
+        self.file_downloads.append(record)
+        if not authorized:  # Slack's answer to a missing or wrong token, or one without files:read
+            record.finished = True
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+        if hosted is None or hosted.deleted:
+            record.status, record.finished = 404, True
+            return web.Response(status=404, text="File not found", content_type="text/plain")
+        if hosted.fail_status is not None:
+            record.status, record.finished = hosted.fail_status, True
+            page = "<html>Slack is having trouble</html>"
+            return web.Response(status=hosted.fail_status, text=page, content_type="text/html")
+        if hosted.redirect_to is not None:
+            record.status, record.finished = 302, True
+            return web.Response(status=302, headers={"Location": hosted.redirect_to})
+        response = web.StreamResponse(headers={"Content-Type": hosted.content_type or hosted.mimetype})
+        if not hosted.chunked:
+            response.content_length = len(hosted.data)
+        try:
+            await response.prepare(request)
+            view = memoryview(hosted.data)
+            for start in range(0, len(view), FILE_PIECE):
+                piece = view[start : start + FILE_PIECE]
+                await response.write(piece.tobytes())
+                record.bytes_sent += len(piece)
+            await response.write_eof()
+            record.complete = True
+        except (ConnectionError, RuntimeError):  # the reader went away mid-body (RuntimeError: closing transport)
+            pass
+        finally:
+            record.finished = True
+        return response
+
+    def _files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        hosted = self.hosted_files.get(str(args.get("file") or ""))
+        if hosted is None:
+            return {"ok": False, "error": "file_not_found"}
+        if hosted.deleted:
+            return {"ok": False, "error": "file_deleted"}
+        return {"ok": True, "file": dict(hosted.object), "comments": [], "response_metadata": {"next_cursor": ""}}
