@@ -13,6 +13,7 @@ from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings, hidden_from_libraries
+from bot.context import FileReader
 from bot.conversation import Conversations, Identity
 from bot.core.personas import Persona
 from bot.http import acknowledge_failures
@@ -102,6 +103,13 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
         users=UserDirectory(out),
         context_tokens=settings.context_tokens,
         total_timeout=settings.total_timeout,
+        files=FileReader(
+            session,
+            settings.slack_bot_token,
+            settings.slack_api_url,
+            max_file_mb=settings.max_file_mb,
+            documents=settings.documents,
+        ),
     )
     # Everything Bolt needs is given here; it would read tokens and OAuth settings from the environment too.
     with hidden_from_libraries():

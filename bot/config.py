@@ -51,6 +51,9 @@ class Settings:
     answer_lease: float = 15.0
     # An interrupted answer asked longer ago than this is marked interrupted instead of continued.
     resume_within: float = 600.0
+    # Files people share: the largest one downloaded (MB), and PDFs sent as documents (else as their text).
+    max_file_mb: float = 20.0
+    documents: bool = True
     log_level: str = "INFO"
     personas_file: Path = Path("personas.toml")
     persona_admins: frozenset[str] = frozenset()
@@ -165,6 +168,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_pool_size=r.integer("DATABASE_POOL_SIZE", minimum=1, maximum=100) or 4,
         answer_lease=r.seconds("ANSWER_LEASE_SECONDS", 15.0),
         resume_within=r.seconds("RESUME_WITHIN_SECONDS", 600.0),
+        max_file_mb=_positive(r.number("MAX_FILE_MB"), "MAX_FILE_MB", 20.0),
+        documents=r.boolean("MISTRAL_DOCUMENTS") is not False,
         log_level=log_level,
         personas_file=Path(r.optional("PERSONAS_FILE") or "personas.toml"),
         persona_admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
@@ -176,6 +181,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         shutdown_grace=r.seconds("SHUTDOWN_GRACE_SECONDS", 20.0),
         slack_streaming=streaming,
     )
+
+
+def _positive(value: float | None, name: str, default: float) -> float:
+    if value is None:
+        return default
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive number")
+    return value
 
 
 DATABASE_URL_FORMS = (

@@ -18,11 +18,11 @@ from typing import Any
 
 from bot.agent_view import set_thread_title
 from bot.answer import Answer, LeaseLost, Stopped
-from bot.context import ThreadContext
+from bot.context import FileReader, ThreadContext
 from bot.core.routing import Action, Incoming, classify_event
 from bot.core.slack_text import strip_leading_mention
 from bot.core.sse import Finish
-from bot.mistral import ModelError
+from bot.mistral import ErrorKind, ModelError
 from bot.model_stream import JSON_FENCE, stream_answer
 from bot.notes import (
     CANNOT_POST,
@@ -34,6 +34,7 @@ from bot.notes import (
     TRUNCATED_NOTE,
     TRY_AGAIN,
     UNEXPECTED_NOTE,
+    files_refused,
     stopped_by,
 )
 from bot.personas import Personas
@@ -77,6 +78,7 @@ class Conversations:
         users: UserDirectory,
         context_tokens: int | None = None,
         total_timeout: float = 600.0,
+        files: FileReader | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -85,7 +87,7 @@ class Conversations:
         self.personas = personas
         self.users = users
         self.context = ThreadContext(
-            store=store, model=model, out=out, tokens=tokens, users=users, context_tokens=context_tokens
+            store=store, model=model, out=out, tokens=tokens, users=users, context_tokens=context_tokens, files=files
         )
         self._total_timeout = total_timeout
         self._thread_locks: dict[ThreadKey, tuple[asyncio.Lock, int]] = {}  # lock, turns using it
@@ -140,7 +142,7 @@ class Conversations:
     async def _claim(self, key: ThreadKey, message: Incoming) -> Turn | None:
         """`store.claim_turn`, tried again while the database is briefly out of reach; past CLAIM_DEADLINE it
         raises TimeoutError: the event is refused (not acknowledged), and Slack sends it again later."""
-        new = NewMessage("user", message.text, message.ts, message.user_id)
+        new = NewMessage("user", message.text, message.ts, message.user_id, files=message.files)
         delay = 0.1
         async with asyncio.timeout(CLAIM_DEADLINE):
             while True:
@@ -255,6 +257,7 @@ class Conversations:
         answer.text = resume
         writer.on_progress = answer.progress
         self._answering[turn.answer_id] = answer
+        media: list[str] = []  # the question's files sent as images or documents
         try:
             params = self.personas.effective(turn.conversation.persona)
             if self.store.shared:
@@ -262,7 +265,7 @@ class Conversations:
             async with self._thread_turn(key):
                 await writer.start(shown=(JSON_FENCE if params.json_answers and resume else "") + resume)
                 await answer.save(Status.STREAMING)
-                if not strip_leading_mention(message.text, identity.bot_user_id):
+                if not strip_leading_mention(message.text, identity.bot_user_id) and not message.files:
                     answer.streamed = True  # no model stream to stop
                     answer.add(HELP)  # a bare mention
                     await writer.finish()
@@ -272,13 +275,14 @@ class Conversations:
                     await self.context.backfill(turn, before_ts=message.ts, bot_user_id=identity.bot_user_id)
                 # An interrupted answer goes on from its text: the model continues it as an assistant prefix.
                 asked = replace(params, prefix=resume) if resume else params
-                prompt = await self.context.prompt(
+                prompt, files = await self.context.prompt(
                     turn, asked, bot_user_id=identity.bot_user_id, bot_name=identity.bot_name
                 )
+                media = files.media
                 finish = await stream_answer(
                     self.model, prompt, asked, answer, resume=resume, total_timeout=self._total_timeout
                 )
-                notes = []
+                notes = list(files.notes)  # files left out or cut, each named
                 if prompt.truncated_question:
                     notes.append(TRUNCATED_NOTE)
                 cut_short = finish is not None and finish.reason in ("length", "model_length")
@@ -305,7 +309,10 @@ class Conversations:
         except ModelError as exc:
             log.warning("model error answering %s in %s: %s", message.ts, key.channel_id, exc)
             passing = exc.kind in RETRYABLE  # a wrong key, model or request would fail the same way again
-            await self._end_with_note(answer, NOTES[exc.kind], retry=passing, rerun=passing)
+            note = NOTES[exc.kind]
+            if exc.kind is ErrorKind.REFUSED and media:
+                note = files_refused(media)  # most likely a model without vision, or documents, behind the API
+            await self._end_with_note(answer, note, retry=passing, rerun=passing)
         except LeaseLost:
             await writer.abort()  # the process that took it over writes it from here
         except SlackCallError as exc:

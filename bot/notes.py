@@ -55,3 +55,12 @@ def stopped_by(name: str | None) -> str:
     """The note under an answer someone stopped: named, not mentioned (a mention would notify them), and
     nameless when Slack's own stop control did it (Slack says nobody)."""
     return f"Stopped by @{name}." if name else STOPPED_IN_SLACK
+
+
+def files_refused(names: list[str]) -> str:
+    """The model refused a request that carried images or documents: most likely it takes none."""
+    listed = ", ".join(f"`{name}`" for name in names)
+    return (
+        f"The model refused this request with {listed}: it may not read images or documents. "
+        "Ask again without them, or an admin can choose a model that does."
+    )

@@ -22,6 +22,11 @@ class HistoryTurn:
     text: str
     speaker: str | None = None
     tokens: int | None = None  # the count of `label(turn)`, when it is already known
+    # Content chunks after the text (the files the message shared: text, image_url, document_url); they go (or
+    # are dropped) with their turn. Text chunks are counted like any text; `attachment_tokens` is what the
+    # others cost (images, documents), as estimated when they were read.
+    attachments: tuple[dict[str, Any], ...] = ()
+    attachment_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,20 @@ class Prompt:
 class _Message:
     role: str
     parts: list[str]
-    tokens: int
+    tokens: int  # its text's and its attachments'
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    attachment_tokens: int = 0  # what its attachments cost, text chunks included
 
     @property
-    def content(self) -> str:
+    def text(self) -> str:
         return SEPARATOR.join(self.parts)
+
+    def content(self, text: str | None = None) -> str | list[dict[str, Any]]:
+        """The API's `content`: the text, or a list of chunks when files come with it."""
+        text = self.text if text is None else text
+        if not self.attachments:
+            return text
+        return [{"type": "text", "text": text}, *self.attachments]
 
 
 def build_prompt(
@@ -74,13 +88,16 @@ def build_prompt(
     while start < len(merged) - 1 and merged[start].role != "user":
         total -= costs[start]
         start += 1
-    kept: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in merged[start:]]
+    kept: list[dict[str, Any]] = [{"role": m.role, "content": m.content()} for m in merged[start:]]
     truncated = False
     if total > budget_tokens:
-        room = max(budget_tokens - fixed - MESSAGE_OVERHEAD, 1)
-        kept[-1] = {"role": "user", "content": truncate_to_tokens(kept[-1]["content"], room, count_tokens)}
+        question = merged[-1]
+        files = question.attachment_tokens  # files are kept whole (their text was trimmed to its share already)
+        room = max(budget_tokens - fixed - MESSAGE_OVERHEAD - files, 1)
+        text = truncate_to_tokens(question.text, room, count_tokens)
+        kept[-1] = {"role": "user", "content": question.content(text)}
         truncated = True
-        total = fixed + count_tokens(kept[-1]["content"]) + MESSAGE_OVERHEAD
+        total = fixed + count_tokens(text) + files + MESSAGE_OVERHEAD
 
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}, *kept]
     if prefix:
@@ -100,12 +117,17 @@ def _merge(turns: list[HistoryTurn], count_tokens: Callable[[str], int]) -> list
     merged: list[_Message] = []
     for turn in turns:
         text = label(turn)
-        tokens = turn.tokens if turn.tokens is not None else count_tokens(text)
+        files = turn.attachment_tokens + sum(
+            count_tokens(c["text"]) + MESSAGE_OVERHEAD for c in turn.attachments if c.get("type") == "text"
+        )
+        tokens = (turn.tokens if turn.tokens is not None else count_tokens(text)) + files
         if merged and merged[-1].role == turn.role:
             merged[-1].parts.append(text)
             merged[-1].tokens += separator + tokens
+            merged[-1].attachments.extend(turn.attachments)
+            merged[-1].attachment_tokens += files
         else:
-            merged.append(_Message(turn.role, [text], tokens))
+            merged.append(_Message(turn.role, [text], tokens, list(turn.attachments), files))
     return merged
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bot.core.history import HistoryTurn, Prompt, build_prompt, label
 from bot.core.params import ModelParams
@@ -23,6 +24,8 @@ class ThreadMessage:
     text: str
     slack_user: str | None = None
     tokens: int | None = None  # the exact count of what the model reads for it, once counted
+    attachments: tuple[dict[str, Any], ...] = ()  # its files, as content chunks (`bot.files`)
+    attachment_tokens: int = 0  # what its images and documents cost
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,16 @@ def draft_prompt(
             text = readable(
                 strip_leading_mention(m.text, bot_user_id), names=names, bot_user_id=bot_user_id, bot_name=bot_name
             )
-            if not text:
+            if not text and not m.attachments:
                 continue  # a bare mention asks for help, not for the model
-            turn = HistoryTurn("user", text, speaker=names.get(m.slack_user or ""), tokens=m.tokens)
+            turn = HistoryTurn(
+                "user",
+                text,
+                speaker=names.get(m.slack_user or ""),
+                tokens=m.tokens,
+                attachments=m.attachments,
+                attachment_tokens=m.attachment_tokens,
+            )
         turns.append(turn)
         ids.append(m.id)
     return Draft(

@@ -31,6 +31,7 @@ class Incoming:
     user_id: str
     text: str
     channel_type: str  # "channel" | "group" | "im" | "mpim"
+    files: tuple[dict[str, Any], ...] = ()  # the Slack file objects the message shares, as the event gives them
 
     @property
     def in_thread(self) -> bool:
@@ -107,6 +108,7 @@ def _incoming(event: dict[str, Any], *, team_id: str, require_user: bool = True)
     if not isinstance(channel, str) or not isinstance(ts, str) or (require_user and not isinstance(user, str)):
         return None
     text, team, thread_ts, channel_type = (event.get(k) for k in ("text", "team", "thread_ts", "channel_type"))
+    files = event.get("files")
     return Incoming(
         team_id=team if isinstance(team, str) and not team_id else team_id,
         channel_id=channel,
@@ -115,6 +117,7 @@ def _incoming(event: dict[str, Any], *, team_id: str, require_user: bool = True)
         user_id=user if isinstance(user, str) else "",
         text=text if isinstance(text, str) else "",
         channel_type=channel_type if isinstance(channel_type, str) and channel_type else channel_type_of(channel),
+        files=tuple(f for f in files if isinstance(f, dict)) if isinstance(files, list) else (),
     )
 
 

@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 ASK_USAGE = (
     "*Usage:* `/ask <question>`: I post your question in this channel and answer in its thread; reply "
-    "there to follow up. Example: `/ask How do I undo the last git commit?`"
+    "there to follow up. Example: `/ask How do I undo the last git commit?`\n"
+    "Slash commands cannot carry files: to ask about a screenshot, a log or a PDF, share it in a message that "
+    "mentions me (or in our DM)."
 )
 PERSONA_USAGE = (
     "*Usage:*\n"

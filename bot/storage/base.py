@@ -6,10 +6,10 @@ implements the same `Store` protocol. Nothing outside `bot.storage` imports a da
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core.personas import Persona
 
@@ -68,6 +68,7 @@ class NewMessage:
     text: str
     slack_ts: str
     slack_user: str | None = None
+    files: tuple[dict[str, Any], ...] = ()  # the Slack file objects it shares (the fields `bot.files` reads)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class StoredMessage:
     slack_user: str | None
     slack_ts: str | None
     status: Status
-    tokens: int | None = None  # the exact count of the message as the model reads it, once counted
+    tokens: int | None = None  # the exact count of the message's text as the model reads it, once counted
+    files: tuple[dict[str, Any], ...] = ()  # the Slack files it shared: read again for every turn that sends it
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,10 @@ class Store(Protocol):
         False, and nothing saved, when another process holds the answer's lease now (it took the answer over
         after this one's lease lapsed): the caller must stop writing it.
         """
+        ...
+
+    async def save_files(self, message_id: int, files: Sequence[dict[str, Any]]) -> None:
+        """Keep the message's files with what was read of each (`read`), for the turns after it."""
         ...
 
     async def edit_message(self, team_id: str, channel_id: str, slack_ts: str, text: str) -> bool: ...

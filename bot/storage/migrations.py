@@ -210,6 +210,14 @@ async def m008_slack_budget(db: Migrator) -> None:
     )
 
 
+@migration
+async def m009_message_files(db: Migrator) -> None:
+    # The Slack files a user message shared (a JSON list of their ids, names, types, sizes and private URLs):
+    # every turn that sends the message to the model downloads them again (files are never made public, and
+    # images are not kept on disk).
+    await db.execute("ALTER TABLE messages ADD COLUMN files TEXT NOT NULL DEFAULT '[]'")
+
+
 def pending(done: Iterable[str]) -> list[Migration]:
     """The migrations a database with `done` applied still needs, in order.
 

@@ -40,7 +40,7 @@ from bot.storage.base import (
     Turn,
 )
 from bot.storage.migrations import POSTGRESQL, Dialect, pending
-from bot.storage.queries import ANSWER_REF_QUERY, CONVERSATION_QUERY, LAPSED, RESTART_QUERY, answer_ref
+from bot.storage.queries import ANSWER_REF_QUERY, CONVERSATION_QUERY, LAPSED, RESTART_QUERY, answer_ref, files_json
 from bot.storage.queries import conversation as _conversation
 from bot.storage.sql_store import SQLStore
 
@@ -256,8 +256,18 @@ class PostgresStore(SQLStore):
             user = await _fetch(
                 conn,
                 "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, created_at, "
-                "updated_at) VALUES (%s, 'user', %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
-                (conversation.id, message.text, message.slack_user, message.slack_ts, Status.COMPLETE, now, now),
+                "updated_at, files) VALUES (%s, 'user', %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                (
+                    conversation.id,
+                    message.text,
+                    message.slack_user,
+                    message.slack_ts,
+                    Status.COMPLETE,
+                    now,
+                    now,
+                    files_json(message.files),
+                ),
             )
             if not user:
                 return None  # already claimed: the transaction commits nothing new

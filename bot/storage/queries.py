@@ -28,11 +28,11 @@ CONVERSATION_QUERY = (
 # An answer sits right after the message it replies to, wherever its own Slack ts falls (`position`); a
 # comparison with NULL is never true, so rows without a position are left out.
 HISTORY_QUERY = f"""
-    SELECT m.id, m.role, m.text, m.slack_user, m.slack_ts, m.status, m.tokens,
+    SELECT m.id, m.role, m.text, m.slack_user, m.slack_ts, m.status, m.tokens, m.files,
            COALESCE(q.slack_ts, m.slack_ts) AS position
     FROM messages m LEFT JOIN messages q ON q.id = m.reply_to
     WHERE m.conversation_id = ? AND COALESCE(q.slack_ts, m.slack_ts) <= ?
-      AND m.status IN ({",".join("?" * len(IN_HISTORY))}) AND m.text != ''
+      AND m.status IN ({",".join("?" * len(IN_HISTORY))}) AND (m.text != '' OR m.files != '[]')
     ORDER BY position, m.id
 """
 
@@ -161,7 +161,27 @@ def conversation(conv_id: int, key: ThreadKey, system_prompt: str, name: str | N
 
 def stored_message(r: Row) -> StoredMessage:
     """A row of HISTORY_QUERY."""
-    return StoredMessage(r[0], r[1], r[2], r[3], r[4], Status(r[5]), r[6])
+    return StoredMessage(r[0], r[1], r[2], r[3], r[4], Status(r[5]), r[6], tuple(json.loads(r[7])))
+
+
+# What a stored file keeps of Slack's file object: what `bot.files` reads to fetch and classify it again.
+# `read`: what was read of it when its message was first answered (how it was sent, its text).
+FILE_FIELDS = (
+    "id",
+    "name",
+    "title",
+    "mimetype",
+    "filetype",
+    "size",
+    "url_private",
+    "url_private_download",
+    "mode",
+    "read",
+)
+
+
+def files_json(files: Sequence[dict[str, Any]]) -> str:
+    return json.dumps([{k: f[k] for k in FILE_FIELDS if k in f} for f in files])
 
 
 def answer_ref(r: Row) -> AnswerRef:

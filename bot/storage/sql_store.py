@@ -43,6 +43,7 @@ from bot.storage.queries import (
     RENEW_QUERY,
     UNFINISHED_QUERY,
     answer_ref,
+    files_json,
     stored_message,
 )
 from bot.storage.queries import conversation as _conversation
@@ -164,6 +165,9 @@ class SQLStore:
 
     async def earlier_unfinished(self, conversation_id: int, user_ts: str) -> bool:
         return bool(await self._rows(EARLIER_UNFINISHED_QUERY, (conversation_id, *UNFINISHED, user_ts)))
+
+    async def save_files(self, message_id: int, files: Sequence[dict[str, Any]]) -> None:
+        await self._write("UPDATE messages SET files = ? WHERE id = ?", (files_json(files), message_id))
 
     # edits and deletions from Slack -----------------------------------------------------------------
 

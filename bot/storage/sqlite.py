@@ -25,7 +25,7 @@ from bot.storage.base import (
     Turn,
 )
 from bot.storage.migrations import migrate
-from bot.storage.queries import RESTART_QUERY
+from bot.storage.queries import RESTART_QUERY, files_json
 from bot.storage.sql_store import SQLStore
 
 
@@ -130,8 +130,17 @@ class SQLiteStore(SQLStore):
             assert conversation is not None
             cursor = await db.execute(
                 "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, created_at, "
-                "updated_at) VALUES (?, 'user', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (conversation.id, message.text, message.slack_user, message.slack_ts, Status.COMPLETE, now, now),
+                "updated_at, files) VALUES (?, 'user', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    conversation.id,
+                    message.text,
+                    message.slack_user,
+                    message.slack_ts,
+                    Status.COMPLETE,
+                    now,
+                    now,
+                    files_json(message.files),
+                ),
             )
             if cursor.rowcount == 0:
                 return None  # already claimed: the transaction commits nothing new

@@ -478,3 +478,19 @@ async def test_the_feedback_migration_applies_to_a_database_of_the_previous_sche
         assert await store.take_lapsed() == []  # a finished answer of the old schema is nobody's to take over
     finally:
         await store.close()
+
+
+# files a message shared ---------------------------------------------------------------------------------
+
+
+async def test_a_messages_files_are_kept_with_what_was_read_of_them(store: AnyStore) -> None:
+    shared = {"id": "F1", "name": "chart.png", "mimetype": "image/png", "size": 10, "url_private": "u", "x": "dropped"}
+    turn = await store.claim_turn(KEY, KIND, NewMessage("user", "", "1700000100.000001", "U1", files=(shared,)))
+    assert turn is not None
+    [question] = await store.history(turn.conversation.id, "1700000100.000001")  # no text, but files: kept
+    kept = {"id": "F1", "name": "chart.png", "mimetype": "image/png", "size": 10, "url_private": "u"}
+    assert question.files == (kept,)  # the fields reading it again needs, nothing else
+    read = {**question.files[0], "read": {"sent_as": "image", "text": None}}
+    await store.save_files(question.id, [read])
+    [question] = await store.history(turn.conversation.id, "1700000100.000001")
+    assert question.files == (read,)

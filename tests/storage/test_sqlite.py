@@ -56,6 +56,7 @@ async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
             "tokens",
             "lease_owner",
             "lease_until",
+            "files",
         ]
         async with db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'") as c:
             assert sorted(r[0] for r in await c.fetchall() if not r[0].startswith("sqlite_")) == [
