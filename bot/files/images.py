@@ -93,10 +93,14 @@ def prepare_image(
             source_format = image.format or ""
             image.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale, far less memory and CPU
             image.load()
+            if image.mode in ("RGB", "RGBA", "L", "LA"):
+                # Shrunk first, in place: every copy after it (turned, converted, encoded) is small. A 4000×3000
+                # PNG peaked at 120 MB above the bot's usual size the other way round.
+                image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             frame = ImageOps.exif_transpose(image) or image
             turned = frame.size != image.size  # a quarter turn from the EXIF orientation swaps the sides
             original = (height, width) if turned else (width, height)
-            frame = _normalize_mode(frame)
+            frame = _normalize_mode(frame)  # palette and 16-bit images: converted before they are resampled
             frame.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # only ever shrinks, keeps the ratio
             encoded, mime = _encode(frame, photo=source_format in ("JPEG", "MPO"), max_bytes=max_bytes)
     except ImageProblem:
