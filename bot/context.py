@@ -111,14 +111,12 @@ class FileReader:
         limit = text_budget // max(len(texts), 1)
         chunks: list[dict[str, Any]] = []
         for f in files:
-            file, kept = SlackFile.parse(f), f["read"]
+            file, stored = SlackFile.parse(f), f["read"]
             if file.id in again:
                 chunks.extend(again[file.id])
             elif f in texts:
-                label = (
-                    "PDF's text" if kept.get("sent_as") == "document" or file.mimetype == "application/pdf" else "file"
-                )
-                sent = text_chunk(file.name, kept["text"], limit=limit, keep_tail=keeps_tail(file), label=label)
+                label = "PDF's text" if file.mimetype == "application/pdf" else "file"
+                sent = text_chunk(file.name, stored["text"], limit=limit, keep_tail=keeps_tail(file), label=label)
                 if not sent.cut or sent.length <= limit:
                     chunks.append(sent.chunk)
         return chunks, cost
