@@ -40,7 +40,21 @@ from bot.storage.base import (
     Turn,
 )
 from bot.storage.migrations import POSTGRESQL, Dialect, pending
-from bot.storage.queries import ANSWER_REF_QUERY, CONVERSATION_QUERY, LAPSED, RESTART_QUERY, answer_ref, files_json
+from bot.storage.queries import (
+    ANSWER_REF_QUERY,
+    CONVERSATION_QUERY,
+    INSERT_ANSWER,
+    INSERT_CONTEXT,
+    INSERT_CONVERSATION,
+    INSERT_QUESTION,
+    LAPSED,
+    RESTART_QUERY,
+    answer_ref,
+    answer_row,
+    context_row,
+    conversation_row,
+    question_row,
+)
 from bot.storage.queries import conversation as _conversation
 from bot.storage.sql_store import SQLStore
 
@@ -63,6 +77,11 @@ def pg(sql: str) -> str:
 _CONVERSATION = pg(CONVERSATION_QUERY)
 _ANSWER_REF = pg(ANSWER_REF_QUERY)
 _RESTART = pg(RESTART_QUERY)
+# The claim's inserts, each giving back the id it made (none on a conflict: claimed before).
+_INSERT_CONVERSATION = pg(INSERT_CONVERSATION) + " RETURNING id"
+_INSERT_QUESTION = pg(INSERT_QUESTION) + " RETURNING id"
+_INSERT_ANSWER = pg(INSERT_ANSWER) + " RETURNING id"
+_INSERT_CONTEXT = pg(INSERT_CONTEXT)
 # FOR UPDATE SKIP LOCKED: replicas sweeping at once each take different answers, and none waits for another.
 # Written with `?`, like the shared queries: `_rows` converts it.
 _TAKE_LAPSED = (
@@ -237,45 +256,16 @@ class PostgresStore(SQLStore):
         # at once, the second finds the first's rows once it committed, and claims nothing.
         now = time.time()
         async with self._transaction() as conn:
-            created = await _fetch(
-                conn,
-                "INSERT INTO conversations (team_id, channel_id, thread_ts, system_prompt, persona, params, "
-                "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
-                (
-                    key.team_id,
-                    key.channel_id,
-                    key.thread_ts,
-                    persona.system_prompt,
-                    persona.name,
-                    persona.params.to_json(),
-                    now,
-                ),
-            )
+            created = await _fetch(conn, _INSERT_CONVERSATION, conversation_row(key, persona, now))
             conversation = await _get_conversation(conn, key)
             assert conversation is not None
-            user = await _fetch(
-                conn,
-                "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, created_at, "
-                "updated_at, files) VALUES (%s, 'user', %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT DO NOTHING RETURNING id",
-                (
-                    conversation.id,
-                    message.text,
-                    message.slack_user,
-                    message.slack_ts,
-                    Status.COMPLETE,
-                    now,
-                    now,
-                    files_json(message.files),
-                ),
-            )
+            user = await _fetch(conn, _INSERT_QUESTION, question_row(conversation.id, message, now))
             if not user:
                 return None  # already claimed: the transaction commits nothing new
             answer = await _fetch(
                 conn,
-                "INSERT INTO messages (conversation_id, role, text, reply_to, status, created_at, updated_at, "
-                "lease_owner, lease_until) VALUES (%s, 'assistant', '', %s, %s, %s, %s, %s, %s) RETURNING id",
-                (conversation.id, user[0][0], Status.PENDING, now, now, self.owner, now + self.lease_seconds),
+                _INSERT_ANSWER,
+                answer_row(conversation.id, user[0][0], self.owner, now + self.lease_seconds, now),
             )
             return Turn(
                 conversation=conversation,
@@ -290,11 +280,7 @@ class PostgresStore(SQLStore):
         added = 0
         async with self._transaction() as conn:
             for m in messages:
-                cursor = await conn.execute(
-                    "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, "
-                    "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (conversation_id, m.role, m.text, m.slack_user, m.slack_ts, Status.COMPLETE, now, now),
-                )
+                cursor = await conn.execute(_INSERT_CONTEXT, context_row(conversation_id, m, now))  # type: ignore[arg-type]
                 added += cursor.rowcount
         return added
 

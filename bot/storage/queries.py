@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.core.params import ModelParams
-from bot.storage.base import UNFINISHED, AnswerRef, Conversation, Persona, Status, StoredMessage, ThreadKey
+from bot.storage.base import (
+    UNFINISHED,
+    AnswerRef,
+    Conversation,
+    NewMessage,
+    Persona,
+    Status,
+    StoredMessage,
+    ThreadKey,
+)
 
 Row = Sequence[Any]
 
@@ -23,6 +32,60 @@ CONVERSATION_QUERY = (
     "SELECT id, system_prompt, persona, params FROM conversations "
     "WHERE team_id = ? AND channel_id = ? AND thread_ts = ?"
 )
+
+# Claiming a turn (one transaction): the thread's conversation if new, the question, and its empty answer,
+# leased to the process that claims it. Each backend runs these as they are (PostgreSQL adds RETURNING id).
+INSERT_CONVERSATION = (
+    "INSERT INTO conversations (team_id, channel_id, thread_ts, system_prompt, persona, params, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+INSERT_QUESTION = (
+    "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, created_at, updated_at, files) "
+    "VALUES (?, 'user', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+INSERT_ANSWER = (
+    "INSERT INTO messages (conversation_id, role, text, reply_to, status, created_at, updated_at, lease_owner, "
+    "lease_until) VALUES (?, 'assistant', '', ?, ?, ?, ?, ?, ?)"
+)
+# An earlier message of a thread the bot joins late (already stored ones are skipped).
+INSERT_CONTEXT = (
+    "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def conversation_row(key: ThreadKey, persona: Persona, now: float) -> tuple[object, ...]:
+    """INSERT_CONVERSATION's arguments."""
+    name, params = persona.name, persona.params.to_json()
+    return (key.team_id, key.channel_id, key.thread_ts, persona.system_prompt, name, params, now)
+
+
+def question_row(conversation_id: int, message: NewMessage, now: float) -> tuple[object, ...]:
+    """INSERT_QUESTION's arguments."""
+    text, user, ts, files = message.text, message.slack_user, message.slack_ts, files_json(message.files)
+    return (conversation_id, text, user, ts, Status.COMPLETE, now, now, files)
+
+
+def answer_row(
+    conversation_id: int, question_id: int, owner: str, lease_until: float, now: float
+) -> tuple[object, ...]:
+    """INSERT_ANSWER's arguments."""
+    return (conversation_id, question_id, Status.PENDING, now, now, owner, lease_until)
+
+
+def context_row(conversation_id: int, message: NewMessage, now: float) -> tuple[object, ...]:
+    """INSERT_CONTEXT's arguments."""
+    return (
+        conversation_id,
+        message.role,
+        message.text,
+        message.slack_user,
+        message.slack_ts,
+        Status.COMPLETE,
+        now,
+        now,
+    )
+
 
 # A thread's turns: served by the messages_by_conversation index, the answers' questions by primary key.
 # An answer sits right after the message it replies to, wherever its own Slack ts falls (`position`); a

@@ -25,7 +25,17 @@ from bot.storage.base import (
     Turn,
 )
 from bot.storage.migrations import migrate
-from bot.storage.queries import RESTART_QUERY, files_json
+from bot.storage.queries import (
+    INSERT_ANSWER,
+    INSERT_CONTEXT,
+    INSERT_CONVERSATION,
+    INSERT_QUESTION,
+    RESTART_QUERY,
+    answer_row,
+    context_row,
+    conversation_row,
+    question_row,
+)
 from bot.storage.sql_store import SQLStore
 
 
@@ -112,45 +122,19 @@ class SQLiteStore(SQLStore):
     async def claim_turn(self, key: ThreadKey, persona: Persona, message: NewMessage) -> Turn | None:
         now = time.time()
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "INSERT INTO conversations (team_id, channel_id, thread_ts, system_prompt, persona, params, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    key.team_id,
-                    key.channel_id,
-                    key.thread_ts,
-                    persona.system_prompt,
-                    persona.name,
-                    persona.params.to_json(),
-                    now,
-                ),
-            )
+            cursor = await db.execute(INSERT_CONVERSATION, conversation_row(key, persona, now))
             created = cursor.rowcount == 1
             conversation = await self.get_conversation(key)
             assert conversation is not None
-            cursor = await db.execute(
-                "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, created_at, "
-                "updated_at, files) VALUES (?, 'user', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    conversation.id,
-                    message.text,
-                    message.slack_user,
-                    message.slack_ts,
-                    Status.COMPLETE,
-                    now,
-                    now,
-                    files_json(message.files),
-                ),
-            )
+            cursor = await db.execute(INSERT_QUESTION, question_row(conversation.id, message, now))
             if cursor.rowcount == 0:
                 return None  # already claimed: the transaction commits nothing new
             user_id = cursor.lastrowid
+            assert user_id is not None
             cursor = await db.execute(
-                "INSERT INTO messages (conversation_id, role, text, reply_to, status, created_at, updated_at, "
-                "lease_owner, lease_until) VALUES (?, 'assistant', '', ?, ?, ?, ?, ?, ?)",
-                (conversation.id, user_id, Status.PENDING, now, now, self.owner, now + self.lease_seconds),
+                INSERT_ANSWER, answer_row(conversation.id, user_id, self.owner, now + self.lease_seconds, now)
             )
-            assert user_id is not None and cursor.lastrowid is not None
+            assert cursor.lastrowid is not None
             return Turn(
                 conversation=conversation,
                 user_message_id=user_id,
@@ -164,11 +148,7 @@ class SQLiteStore(SQLStore):
         added = 0
         async with self._transaction() as db:
             for m in messages:
-                cursor = await db.execute(
-                    "INSERT INTO messages (conversation_id, role, text, slack_user, slack_ts, status, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (conversation_id, m.role, m.text, m.slack_user, m.slack_ts, Status.COMPLETE, now, now),
-                )
+                cursor = await db.execute(INSERT_CONTEXT, context_row(conversation_id, m, now))
                 added += cursor.rowcount
         return added
 
