@@ -12,12 +12,16 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.admission import Policy
 from bot.config import Settings, hidden_from_libraries
 from bot.context import FileReader
 from bot.conversation import Conversations, Identity
+from bot.core.access import Access
 from bot.core.personas import Persona
+from bot.core.quotas import Limits
 from bot.http import acknowledge_failures
 from bot.listeners import register_listeners
+from bot.metrics import Metrics
 from bot.mistral import MistralClient, Timeouts
 from bot.personas import Personas, load_catalog
 from bot.slack.api import SlackApi
@@ -39,6 +43,7 @@ class Bot:
     model: MistralClient
     session: aiohttp.ClientSession
     takeover: Takeover
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.model.aclose()
@@ -75,7 +80,8 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
     # connection, which costs more CPU than the rest of an answer's work.
     session = aiohttp.ClientSession()
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session)
-    out = SlackApi(client, shared=shared_budget(store))
+    metrics = Metrics()  # this bot's own registry: several bots in one process (tests) stay apart
+    out = SlackApi(client, shared=shared_budget(store), metrics=metrics)
     model = MistralClient(
         base_url=settings.mistral_base_url,
         api_key=settings.mistral_api_key,
@@ -85,6 +91,7 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
             total=settings.total_timeout,
             retry_budget=settings.retry_budget,
         ),
+        metrics=metrics,
     )
     tokens = TokenCounter()  # Tekken loads on the first prompt that needs it, not at start
     conversations = Conversations(
@@ -97,7 +104,7 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
             catalog,
             default=Persona(system_prompt=settings.system_prompt),
             defaults=settings.model,
-            admins=settings.persona_admins,
+            admins=settings.admins,
         ),
         tokens=tokens,
         users=UserDirectory(out),
@@ -108,8 +115,17 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
             settings.slack_bot_token,
             settings.slack_api_url,
             max_file_mb=settings.max_file_mb,
-            documents=settings.documents,
+            # While REDACT is set, PDFs go as their text: a document's bytes could not be redacted.
+            documents=settings.documents and not settings.redact.active,
         ),
+        policy=Policy(
+            access=Access(settings.allowed_channels, settings.allowed_users),
+            limits=Limits(settings.user_daily_tokens, settings.workspace_monthly_budget),
+            prices=settings.prices,
+            admins=settings.admins,
+        ),
+        redact=settings.redact,
+        metrics=metrics,
     )
     # Everything Bolt needs is given here; it would read tokens and OAuth settings from the environment too.
     with hidden_from_libraries():
@@ -131,4 +147,4 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
     takeover = Takeover(
         conversations, Identity(bot_user_id=identity.bot_user_id or ""), resume_within=settings.resume_within
     )
-    return Bot(app, conversations, store, model, session, takeover)
+    return Bot(app, conversations, store, model, session, takeover, metrics)

@@ -47,7 +47,11 @@ async def ask(
     """
     if not conversations.accepting:
         return "I'm restarting right now; please ask again in a moment."
-    shown = f"<@{user_id}> asked:\n>{question}"
+    access = conversations.admission.policy.access
+    if not access.allows(channel_id, user_id):
+        return access.note(channel_id, user_id)
+    # What Slack showed nobody else yet: posted with REDACT's matches taken out, as the store keeps it.
+    shown = f"<@{user_id}> asked:\n>{conversations.redact.redact(question)[0]}"
     note = None
     if channel_id.startswith("C"):
         # chat:write.public lets the bot post in a public channel it is not in, but Slack sends it no events

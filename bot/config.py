@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from bot.core.params import ModelParams, ParamError, parse_stop
+from bot.core.prices import Price, parse_prices, price_table
+from bot.core.redact import Redactor
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant answering in Slack. People talk to you in Slack threads; each user "
@@ -26,6 +28,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 STREAMING_MODES = ("auto", "update", "native")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -55,8 +58,20 @@ class Settings:
     max_file_mb: float = 20.0
     documents: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    # Socket Mode: the port of /metrics and /healthz (HTTP mode serves them on PORT); None → no metrics server.
+    metrics_port: int | None = None
     personas_file: Path = Path("personas.toml")
-    persona_admins: frozenset[str] = frozenset()
+    # May change personas and see the workspace's usage; empty → anyone may change personas, nobody sees usage.
+    admins: frozenset[str] = frozenset()
+    # Who may ask, by Slack ID; empty → everyone. A DM counts as allowed where `allowed_channels` lists "dm".
+    allowed_channels: frozenset[str] = frozenset()
+    allowed_users: frozenset[str] = frozenset()
+    user_daily_tokens: int | None = None
+    workspace_monthly_budget: float | None = None  # in the price table's currency
+    prices: dict[str, Price] = field(default_factory=lambda: price_table({}))
+    retention_days: float | None = None  # message texts older than this are deleted; None → kept
+    redact: Redactor = field(default_factory=lambda: Redactor.parse(None))
     # Model context window in tokens; None → read from GET /v1/models at run time.
     context_tokens: int | None = None
     # Network budgets for the model API, in seconds.
@@ -151,7 +166,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
-    admins = r.optional("PERSONA_ADMINS") or ""
+    log_format = (r.optional("LOG_FORMAT") or "text").lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError("LOG_FORMAT must be text or json")
+
+    try:
+        prices = price_table(parse_prices(r.optional("MODEL_PRICES") or "{}"))
+    except ValueError as exc:
+        raise ConfigError(f"MODEL_PRICES: {exc}") from None
+    try:
+        redact = Redactor.parse(r.optional("REDACT"))
+    except ValueError as exc:
+        raise ConfigError(f"REDACT: {exc}") from None
+
     database_path, database_url = _database(r.optional("DATABASE_URL") or "sqlite:///bot.db")
     return Settings(
         slack_bot_token=bot_token,
@@ -168,11 +195,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_pool_size=r.integer("DATABASE_POOL_SIZE", minimum=1, maximum=100) or 4,
         answer_lease=r.seconds("ANSWER_LEASE_SECONDS", 15.0),
         resume_within=r.seconds("RESUME_WITHIN_SECONDS", 600.0),
-        max_file_mb=_positive(r.number("MAX_FILE_MB"), "MAX_FILE_MB", 20.0),
+        max_file_mb=_positive(r.number("MAX_FILE_MB"), "MAX_FILE_MB") or 20.0,
         documents=r.boolean("MISTRAL_DOCUMENTS") is not False,
         log_level=log_level,
+        log_format=log_format,
+        metrics_port=r.integer("METRICS_PORT", minimum=1, maximum=65535),
         personas_file=Path(r.optional("PERSONAS_FILE") or "personas.toml"),
-        persona_admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
+        # BOT_ADMINS replaced PERSONA_ADMINS, which still works where BOT_ADMINS is unset.
+        admins=r.ids("BOT_ADMINS") or r.ids("PERSONA_ADMINS"),
+        allowed_channels=r.ids("ALLOWED_CHANNELS"),
+        allowed_users=r.ids("ALLOWED_USERS"),
+        user_daily_tokens=r.integer("USER_DAILY_TOKENS", minimum=1),
+        workspace_monthly_budget=_positive(r.number("WORKSPACE_MONTHLY_BUDGET"), "WORKSPACE_MONTHLY_BUDGET"),
+        prices=prices,
+        retention_days=_positive(r.number("RETENTION_DAYS"), "RETENTION_DAYS"),
+        redact=redact,
         context_tokens=r.integer("MISTRAL_CONTEXT_TOKENS", minimum=256),
         connect_timeout=r.seconds("MISTRAL_CONNECT_TIMEOUT", 10.0),
         idle_timeout=r.seconds("MISTRAL_IDLE_TIMEOUT", 60.0),
@@ -183,9 +220,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def _positive(value: float | None, name: str, default: float) -> float:
+def _positive(value: float | None, name: str) -> float | None:
     if value is None:
-        return default
+        return None
     if value <= 0:
         raise ConfigError(f"{name} must be a positive number")
     return value
@@ -231,6 +268,10 @@ class _Reader:
         if value is None:
             raise ConfigError(f"{name} is required but not set")
         return value
+
+    def ids(self, name: str) -> frozenset[str]:
+        """A comma-separated list of Slack IDs; empty when unset."""
+        return frozenset(i.strip() for i in (self.optional(name) or "").split(",") if i.strip())
 
     def url(self, name: str, default: str) -> str:
         value = self.optional(name) or default

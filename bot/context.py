@@ -8,8 +8,9 @@ is read once and stored: the bot's own store is the history from then on.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -18,6 +19,7 @@ from bot.core.backfill import earlier_messages
 from bot.core.history import Prompt
 from bot.core.params import ModelParams
 from bot.core.prompt import ThreadMessage, draft_prompt, names_to_look_up, prompt_budget
+from bot.core.redact import Redactor
 from bot.core.routing import Incoming, channel_type_of
 from bot.ports import Model, SlackOut
 from bot.slack.api import RateLimited, SlackCallError
@@ -129,11 +131,34 @@ def kept(files: Sequence[dict[str, Any]], read: FilesRead) -> list[dict[str, Any
 
 @dataclass(frozen=True)
 class SentFiles:
-    """The question's files, as this turn sent them: the notes for the person, and the names of those sent
-    as images or documents (a model that refuses them is named by them)."""
+    """The question's files, as this turn sent them: the notes for the person, the names of those sent as
+    images or documents (a model that refuses them is named by them), and what REDACT took out of their text."""
 
     notes: list[str]
     media: list[str]
+    withheld: Counter[str] = field(default_factory=Counter)
+
+
+def redacted(read: FilesRead, redact: Redactor) -> tuple[FilesRead, Counter[str]]:
+    """The files' text with REDACT's matches taken out, before it reaches the model or the store; and what was
+    taken out of what the model reads. (Images cannot be redacted; PDFs go as text while REDACT is set.)"""
+    withheld: Counter[str] = Counter()
+    if not redact.active:
+        return read, withheld
+
+    def clean(chunk: dict[str, Any], counts: Counter[str] | None) -> dict[str, Any]:
+        if chunk.get("type") != "text":
+            return chunk
+        text, found = redact.redact(str(chunk.get("text", "")))
+        if counts is not None:
+            counts.update(found)
+        return {**chunk, "text": text}
+
+    outcomes = [
+        replace(o, text=redact.redact(o.text)[0] if o.text else o.text, chunks=tuple(clean(c, None) for c in o.chunks))
+        for o in read.outcomes
+    ]
+    return replace(read, chunks=[clean(c, withheld) for c in read.chunks], outcomes=outcomes), withheld
 
 
 def attachment_cost(read: FilesRead) -> int:
@@ -155,7 +180,9 @@ class ThreadContext:
         users: UserDirectory,
         context_tokens: int | None = None,
         files: FileReader | None = None,
+        redact: Redactor | None = None,
     ) -> None:
+        self.redact = redact or Redactor.parse(None)
         self.store = store
         self.model = model
         self.out = out
@@ -184,13 +211,13 @@ class ThreadContext:
                 if m.slack_ts == turn.user_ts or not stored_reads:
                     # The question's files are read in full (their notes are for this answer); the store keeps
                     # what was read, for the turns after it.
-                    read = await self.files.read(m.files, text_budget=text_budget)
+                    read, withheld = redacted(await self.files.read(m.files, text_budget=text_budget), self.redact)
                     chunks, cost = read.chunks, attachment_cost(read)
                     if not stored_reads:
                         await self.store.save_files(m.id, kept(m.files, read))
                     if m.slack_ts == turn.user_ts:
                         media = [o.name for o in read.outcomes if o.sent_as in ("image", "document")]
-                        sent = SentFiles(read.notes, media)
+                        sent = SentFiles(read.notes, media, withheld)
                 else:
                     chunks, cost = await self.files.read_again(m.files, text_budget=text_budget)
                 message = replace(message, attachments=tuple(chunks), attachment_tokens=cost)
@@ -222,6 +249,6 @@ class ThreadContext:
             return
         earlier = earlier_messages(data, before_ts=before_ts, bot_user_id=bot_user_id)
         added = await self.store.add_context(
-            turn.conversation.id, [NewMessage(m.role, m.text, m.ts, m.user) for m in earlier]
+            turn.conversation.id, [NewMessage(m.role, self.redact.redact(m.text)[0], m.ts, m.user) for m in earlier]
         )
         log.info("read %d earlier messages of thread %s from Slack", added, key.thread_ts)

@@ -10,39 +10,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bot.admission import Admission, Policy
 from bot.agent_view import set_thread_title
 from bot.answer import Answer, LeaseLost, Stopped
 from bot.context import FileReader, ThreadContext
+from bot.core.redact import Redactor, withheld_note
 from bot.core.routing import Action, Incoming, classify_event
 from bot.core.slack_text import strip_leading_mention
 from bot.core.sse import Finish
+from bot.endings import Endings
+from bot.logs import bind_answer
+from bot.metrics import Metrics
 from bot.mistral import ErrorKind, ModelError
 from bot.model_stream import JSON_FENCE, stream_answer
 from bot.notes import (
-    CANNOT_POST,
     HELP,
     LENGTH_NOTE,
     NOTES,
     RETRYABLE,
     SHUTDOWN_NOTE,
     TRUNCATED_NOTE,
-    TRY_AGAIN,
     UNEXPECTED_NOTE,
     files_refused,
     stopped_by,
 )
 from bot.personas import Personas
 from bot.ports import Model, SlackOut, WriterFactory
-from bot.slack.api import RateLimited, SlackCallError
-from bot.slack.blocks import final_controls, message_blocks
-from bot.slack.writers import AnswerStopped, with_notes
+from bot.slack.api import SlackCallError
+from bot.slack.writers import AnswerStopped
 from bot.storage import NewMessage, Persona, Status, Store, StoreUnavailable, ThreadKey, Turn, Usage
+from bot.thread_order import ThreadOrder
 from bot.tokens import TokenCounter
 from bot.users import UserDirectory
 
@@ -50,13 +53,8 @@ log = logging.getLogger(__name__)
 
 # Recently claimed messages remembered in memory, so a mention's twin event costs no store transaction.
 RECENT_CLAIMS = 10_000
-# How long a failure note may take to show before the answer is left as it is.
-NOTE_TIMEOUT = 15.0
 # Claiming a message must be done (or refused, so that Slack sends it again) within Slack's 3 s deadline.
 CLAIM_DEADLINE = 2.5
-# How often a turn looks whether the answer to an earlier question of its thread, written by another replica,
-# is done.
-EARLIER_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -79,6 +77,9 @@ class Conversations:
         context_tokens: int | None = None,
         total_timeout: float = 600.0,
         files: FileReader | None = None,
+        policy: Policy | None = None,
+        redact: Redactor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -86,11 +87,22 @@ class Conversations:
         self.writers = writers
         self.personas = personas
         self.users = users
+        self.admission = Admission(store, out, policy or Policy())
+        self.endings = Endings(out)
+        self.redact = redact or Redactor.parse(None)
+        self.metrics = metrics or Metrics()
         self.context = ThreadContext(
-            store=store, model=model, out=out, tokens=tokens, users=users, context_tokens=context_tokens, files=files
+            store=store,
+            model=model,
+            out=out,
+            tokens=tokens,
+            users=users,
+            context_tokens=context_tokens,
+            files=files,
+            redact=self.redact,
         )
         self._total_timeout = total_timeout
-        self._thread_locks: dict[ThreadKey, tuple[asyncio.Lock, int]] = {}  # lock, turns using it
+        self.order = ThreadOrder(store, patience=total_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         # Messages this process claimed lately; the store's unique claim stays the authority (restarts, replicas).
         self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
@@ -107,7 +119,8 @@ class Conversations:
         if decision.action is Action.IGNORE or message is None:
             return
         if decision.action is Action.EDIT:
-            if await self.store.edit_message(message.team_id, message.channel_id, message.ts, message.text):
+            text, _ = self.redact.redact(message.text)
+            if await self.store.edit_message(message.team_id, message.channel_id, message.ts, text):
                 log.info("updated an edited message %s in %s", message.ts, message.channel_id)
             return
         if decision.action is Action.DELETE:
@@ -115,6 +128,10 @@ class Conversations:
                 log.info("dropped a deleted message %s in %s from history", message.ts, message.channel_id)
             return
         if not self.accepting:
+            return
+        if not self.admission.allows(message):
+            if decision.action is Action.ANSWER:  # a mention or a DM: told once; follow-ups: silence
+                await self.admission.refuse(message)
             return
         key = ThreadKey(message.team_id, message.channel_id, message.thread_ts)
         if decision.action is Action.ANSWER_IF_KNOWN and await self.store.get_conversation(key) is None:
@@ -127,6 +144,9 @@ class Conversations:
         seen = (message.team_id, message.channel_id, message.ts)
         if seen in self._claimed:
             return None  # the app_mention/message twin, or a redelivery, seconds later: no store trip needed
+        if self.redact.active:  # before the text reaches the store (and from there the model)
+            text, withheld = self.redact.redact(message.text)
+            message = replace(message, text=text, withheld=tuple(withheld.items()))
         turn = await self._claim(key, message)
         self._claimed[seen] = None
         while len(self._claimed) > RECENT_CLAIMS:
@@ -209,31 +229,6 @@ class Conversations:
 
     # one turn ------------------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _thread_turn(self, key: ThreadKey) -> AsyncIterator[None]:
-        lock, users = self._thread_locks.get(key, (asyncio.Lock(), 0))
-        self._thread_locks[key] = (lock, users + 1)
-        try:
-            async with lock:  # asyncio locks are fair: turns run in arrival order
-                yield
-        finally:
-            lock, users = self._thread_locks[key]
-            if users == 1:
-                del self._thread_locks[key]  # the thread is idle: forget its lock
-            else:
-                self._thread_locks[key] = (lock, users - 1)
-
-    async def _after_earlier_answers(self, turn: Turn) -> None:
-        """Wait while another process writes the answer to an earlier question of the thread: each answer
-        builds on the one before. (This process's own turns are kept in order by `_thread_turn`.)"""
-        waited = 0.0
-        while await self.store.earlier_unfinished(turn.conversation.id, turn.user_ts):
-            if waited >= self._total_timeout:
-                log.warning("gave up waiting for the answer before %s; answering anyway", turn.user_ts)
-                return
-            await asyncio.sleep(EARLIER_POLL)
-            waited += EARLIER_POLL
-
     async def _answer(
         self,
         turn: Turn,
@@ -245,6 +240,7 @@ class Conversations:
         resume: str = "",
     ) -> None:
         key = turn.conversation.key
+        bind_answer(key.team_id, key.channel_id, key.thread_ts, turn.answer_id)  # on every line this task logs
         writer = self.writers.new(
             key.team_id,
             key.channel_id,
@@ -257,19 +253,28 @@ class Conversations:
         answer.text = resume
         writer.on_progress = answer.progress
         self._answering[turn.answer_id] = answer
+        self.metrics.answer_started()
+        began = time.monotonic()
+        outcome: str | None = None  # how it ended, for the metrics; None: another process finishes it
         media: list[str] = []  # the question's files sent as images or documents
         try:
             params = self.personas.effective(turn.conversation.persona)
-            if self.store.shared:
-                await self._after_earlier_answers(turn)  # before the local lock, which the earlier one may need
-            async with self._thread_turn(key):
+            async with self.order.turn(turn):
+                asks_model = bool(strip_leading_mention(message.text, identity.bot_user_id) or message.files)
+                if asks_model and not resume:
+                    refusal = await self.admission.over_quota(key.team_id, message.user_id)
+                    if refusal is not None:
+                        outcome = "refused"
+                        await self.endings.refused(answer, message, refusal.text)
+                        return
                 await writer.start(shown=(JSON_FENCE if params.json_answers and resume else "") + resume)
                 await answer.save(Status.STREAMING)
-                if not strip_leading_mention(message.text, identity.bot_user_id) and not message.files:
+                if not asks_model:
                     answer.streamed = True  # no model stream to stop
                     answer.add(HELP)  # a bare mention
                     await writer.finish()
                     await answer.save(Status.COMPLETE)
+                    outcome = "complete"
                     return
                 if backfill and turn.created_conversation and message.in_thread:
                     await self.context.backfill(turn, before_ts=message.ts, bot_user_id=identity.bot_user_id)
@@ -283,6 +288,9 @@ class Conversations:
                     self.model, prompt, asked, answer, resume=resume, total_timeout=self._total_timeout
                 )
                 notes = list(files.notes)  # files left out or cut, each named
+                withheld = Counter(dict(message.withheld)) + files.withheld
+                if withheld:
+                    notes.append(withheld_note(withheld))
                 if prompt.truncated_question:
                     notes.append(TRUNCATED_NOTE)
                 cut_short = finish is not None and finish.reason in ("length", "model_length")
@@ -291,45 +299,46 @@ class Conversations:
                 await writer.finish(notes, retry=cut_short)
                 usage = _usage(finish)
                 await answer.save(Status.COMPLETE, finish_reason=finish.reason if finish else None, usage=usage)
-                if usage:
-                    log.info(
-                        "answered %s in %s: %d prompt + %d completion tokens",
-                        message.ts,
-                        key.channel_id,
-                        usage.prompt_tokens,
-                        usage.completion_tokens,
-                    )
+                outcome = "complete"
+                await self.admission.record(turn, message.user_id, asked.model or "", finish)
         except Stopped:
+            outcome = "stopped"
             who = answer.stopped_by
             name = await self.users.name(key.team_id, who) if who else None
-            await self._end_with_note(answer, stopped_by(name), retry=False)
+            await self.endings.with_note(answer, stopped_by(name), retry=False)
         except AnswerStopped:
+            outcome = "stopped"
             answer.keep_shown()  # Slack's own stop control: Slack shows what it had, and names nobody
-            await self._end_with_note(answer, stopped_by(None), retry=False)
+            await self.endings.with_note(answer, stopped_by(None), retry=False)
         except ModelError as exc:
+            outcome = answer.unfinished_status.value
             log.warning("model error answering %s in %s: %s", message.ts, key.channel_id, exc)
             passing = exc.kind in RETRYABLE  # a wrong key, model or request would fail the same way again
             note = NOTES[exc.kind]
             if exc.kind is ErrorKind.REFUSED and media:
                 note = files_refused(media)  # most likely a model without vision, or documents, behind the API
-            await self._end_with_note(answer, note, retry=passing, rerun=passing)
+            await self.endings.with_note(answer, note, retry=passing, rerun=passing)
         except LeaseLost:
             await writer.abort()  # the process that took it over writes it from here
         except SlackCallError as exc:
+            outcome = answer.unfinished_status.value
             await writer.abort()
             await answer.save(answer.unfinished_status)
-            await self._undeliverable(exc, message, turn.answer_id)
+            await self.endings.undeliverable(exc, message, turn.answer_id)
         except asyncio.CancelledError:
             if self._handing_over:
                 await asyncio.shield(self._hand_over(answer))
             else:
-                await asyncio.shield(self._end_with_note(answer, SHUTDOWN_NOTE, retry=True))
+                outcome = answer.unfinished_status.value
+                await asyncio.shield(self.endings.with_note(answer, SHUTDOWN_NOTE, retry=True))
             raise
         except Exception:
+            outcome = answer.unfinished_status.value
             log.exception("unexpected error answering %s in %s", message.ts, key.channel_id)
-            await self._end_with_note(answer, UNEXPECTED_NOTE, retry=True)
+            await self.endings.with_note(answer, UNEXPECTED_NOTE, retry=True)
         finally:
             self._answering.pop(turn.answer_id, None)
+            self.metrics.answer_finished(outcome, time.monotonic() - began)
 
     async def _hand_over(self, answer: Answer) -> None:
         """Stopping: leave the answer as Slack shows it, saved, with its lease let go, so that another process
@@ -342,45 +351,6 @@ class Conversations:
             log.info("handed answer %d over to the next process", answer.turn.answer_id)
         except (LeaseLost, StoreUnavailable) as exc:
             log.warning("could not hand answer %d over (%s); its lease lapses instead", answer.turn.answer_id, exc)
-
-    async def _end_with_note(self, answer: Answer, note: str, *, retry: bool, rerun: bool = True) -> None:
-        """Best effort: the thread shows the note and the store says partial/failed, whatever Slack does."""
-        writer = answer.writer
-        writer.on_progress = None  # the final status below must not be overwritten by a progress save
-        key = answer.turn.conversation.key
-        try:
-            if writer.started:
-                async with asyncio.timeout(NOTE_TIMEOUT):
-                    await writer.finish([note], retry=retry, rerun=rerun)
-            else:  # stopped before the first sign of life
-                await self._post_note(key, note, answer.turn.answer_id if retry and rerun else None)
-        except (SlackCallError, RateLimited, TimeoutError, AnswerStopped) as exc:
-            log.warning("could not show the failure note: %r", exc)
-            await writer.abort()
-        finally:
-            await answer.save(answer.unfinished_status)
-
-    async def _post_note(self, key: ThreadKey, note: str, retry_answer: int | None) -> None:
-        """A failure note as a message of its own, with the Try again button of `retry_answer`, if any."""
-        text = with_notes("", [note])
-        controls = final_controls(retry_answer, answered=False, retry=True) if retry_answer is not None else []
-        blocks = message_blocks(text, controls) if controls else None
-        extra = {"blocks": blocks} if blocks else {}
-        await self.out.post(key.team_id, key.channel_id, text, thread_ts=key.thread_ts, **extra)
-
-    async def _undeliverable(self, exc: SlackCallError, message: Incoming, answer_id: int) -> None:
-        """Slack would not take (the rest of) an answer: say so in the thread if it can, and privately."""
-        log.warning("cannot write to %s (%s): %s", message.channel_id, exc.method, exc.error)
-        if exc.error in CANNOT_POST:
-            text = f"I couldn't post my answer there: {CANNOT_POST[exc.error]}"
-        else:
-            text = f"Slack didn't take my answer (it said `{exc.error}`), so it may be incomplete. {TRY_AGAIN}"
-            try:  # a new message may get through where updating the old one failed
-                key = ThreadKey(message.team_id, message.channel_id, message.thread_ts)
-                await self._post_note(key, text, answer_id)
-            except (SlackCallError, RateLimited) as post_exc:
-                log.warning("could not post the failure note either: %s", post_exc)
-        await self.out.ephemeral(message.team_id, message.channel_id, message.user_id, text, message.thread_ts)
 
     # life cycle -------------------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Bolt's own aiohttp server parses a body before checking its signature, answers 500 to a body it cannot parse,
 and logs the body of a request whose signature is wrong, message text included. This front door answers 400
 to garbage and 401 to a bad signature itself (logging neither body), and hands the rest to Bolt, which checks
-signatures and timestamps again. `/healthz` is for load balancers.
+signatures and timestamps again. `/healthz` is for load balancers, `/metrics` for Prometheus; in Socket Mode,
+which has no web server of its own, `start_metrics_server` serves both on a port of their own.
 
 Whatever a listener or middleware raises, in either mode, ends in `acknowledge_failures`: a log line without
 the payload, and an acknowledgement, so Slack does not resend a payload that would fail the same way again.
@@ -18,6 +19,7 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -29,11 +31,17 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.storage import StoreError
 
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
 COMMAND_FAILED = "Sorry, something went wrong with that command. Please try again in a moment."
 HEALTH_TIMEOUT = 2.0  # a database slower than this to answer `SELECT 1` counts as out of reach
+
+Ping = Callable[[], Awaitable[None]]
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def web_app(
@@ -41,9 +49,11 @@ def web_app(
     *,
     signing_secret: str,
     path: str = "/slack/events",
-    ping: Callable[[], Awaitable[None]] | None = None,
+    ping: Ping | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
-    """The HTTP server; `ping` (the store's) raises when the database is out of reach, and /healthz says 503."""
+    """The HTTP server; `ping` (the store's) raises when the database is out of reach, and /healthz says 503.
+    With `metrics`, `GET /metrics` serves them."""
     verifier = SignatureVerifier(signing_secret)
 
     async def slack_request(request: web.Request) -> web.Response:
@@ -67,6 +77,33 @@ def web_app(
         response = await app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
+    web_application = web.Application(client_max_size=MAX_BODY_BYTES)
+    web_application.router.add_post(path, slack_request)
+    _add_probes(web_application, ping, metrics)
+    return web_application
+
+
+async def start_metrics_server(port: int, *, metrics: Metrics, ping: Ping | None = None) -> web.AppRunner:
+    """Socket Mode's small server: `/metrics` and `/healthz` on 0.0.0.0:`port`; clean it up to stop it."""
+    application = web.Application()
+    _add_probes(application, ping, metrics)
+    runner = web.AppRunner(application, access_log=None)  # a line per probe says nothing
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "0.0.0.0", port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def _add_probes(application: web.Application, ping: Ping | None, metrics: Metrics | None) -> None:
+    application.router.add_get("/healthz", _health(ping))
+    if metrics is not None:
+        application.router.add_get("/metrics", _metrics(metrics))
+
+
+def _health(ping: Ping | None) -> Handler:
     async def health(_: web.Request) -> web.Response:
         if ping is not None:
             try:
@@ -78,10 +115,16 @@ def web_app(
                 return web.Response(status=503, text="database unreachable")
         return web.Response(text="ok")
 
-    web_application = web.Application(client_max_size=MAX_BODY_BYTES)
-    web_application.router.add_post(path, slack_request)
-    web_application.router.add_get("/healthz", health)
-    return web_application
+    return health
+
+
+def _metrics(metrics: Metrics) -> Handler:
+    async def scrape(_: web.Request) -> web.Response:
+        body, content_type = metrics.exposition()
+        # Set as a header: aiohttp's content_type argument refuses the charset this one carries.
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return scrape
 
 
 def _signed(verifier: SignatureVerifier, raw: bytes, headers: Mapping[str, str]) -> bool:

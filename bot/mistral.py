@@ -14,13 +14,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bot.core.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 from bot.core.sse import DONE, Delta, Finish, SSEParser, read_chunk
 from bot.paced_http import PacedTransport
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +65,25 @@ def error_message(body: bytes) -> str:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return body[:200].decode("utf-8", "replace") or "no details"
-    if isinstance(data, dict):
-        for key in ("message", "detail"):
-            value = data.get(key)
-            if isinstance(value, str):
-                return value
-            if isinstance(value, list):  # FastAPI-style validation errors
-                return "; ".join(
-                    f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', '')}" for e in value if isinstance(e, dict)
-                )
-    return str(data)[:200]
+    return _described(data) or "an error body of an unknown shape"
+
+
+def _described(data: object) -> str | None:
+    """Only the fields that describe an error: a validation error's `input` may quote what people wrote, and
+    the message ends up in the log."""
+    if not isinstance(data, dict):
+        return None
+    for key in ("message", "detail"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):  # FastAPI-style validation errors
+            return "; ".join(
+                f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', '')}" for e in value if isinstance(e, dict)
+            )
+        if isinstance(value, dict):  # Mistral's 422: {"message": {"detail": [...]}}
+            return _described(value)
+    return None
 
 
 _STATUS_KINDS = {
@@ -113,8 +125,10 @@ class MistralClient:
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
         read_pause: float = READ_PAUSE,
+        metrics: Metrics | None = None,
     ) -> None:
         self._timeouts = timeouts
+        self._metrics = metrics
         self._http = client or httpx.AsyncClient(
             transport=PacedTransport(pause=read_pause),
             base_url=base_url,
@@ -165,27 +179,52 @@ class MistralClient:
             )
 
     async def stream(self, body: dict[str, Any], on_retry: RetryHook | None = None) -> AsyncIterator[Delta | Finish]:
-        """Stream one answer. Retries 429/5xx/unreachable *before the first chunk* within the retry budget."""
-        deadline = time.monotonic() + self._timeouts.retry_budget
+        """Stream one answer. Retries 429/5xx/unreachable *before the first chunk* within the retry budget.
+
+        With metrics: each attempt's duration and error, retries, the time from the first attempt to the first
+        text, and the usage the model reports.
+        """
+        asked = time.monotonic()
+        deadline = asked + self._timeouts.retry_budget
+        measured = self._metrics.model(str(body.get("model") or "")) if self._metrics is not None else None
         attempt = 0
+        first_text = True
         while True:
             attempt += 1
             started = False
+            began = time.monotonic()
             try:
                 async for item in self._stream_once(body):
                     started = True
+                    if measured is not None:
+                        if first_text and isinstance(item, Delta):
+                            first_text = False
+                            measured.first_token(time.monotonic() - asked)
+                        elif isinstance(item, Finish):
+                            measured.tokens(item.prompt_tokens, item.completion_tokens, item.cached_tokens)
                     yield item
+                if measured is not None:
+                    measured.operation(time.monotonic() - began)
                 return
             except ModelError as exc:
+                if measured is not None:
+                    measured.operation(time.monotonic() - began, exc.kind.value)
                 if started or not exc.retryable:
                     raise
                 delay = backoff_delay(attempt, retry_after=exc.retry_after)
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("model API attempt %d failed (%s); retrying in %.1fs", attempt, exc, delay)
+                if measured is not None:
+                    measured.retry(exc.kind.value)
                 if on_retry is not None:
                     await on_retry(exc, attempt, delay)
                 await asyncio.sleep(delay)
+            except (asyncio.CancelledError, GeneratorExit):
+                # Stopped by a person, the total timeout or shutdown: the request ended without an answer.
+                if measured is not None:
+                    measured.operation(time.monotonic() - began, "cancelled")
+                raise
 
     async def _stream_once(self, body: dict[str, Any]) -> AsyncIterator[Delta | Finish]:
         finished = responded = False

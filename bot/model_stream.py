@@ -43,7 +43,8 @@ async def stream_answer(
 async def _stream(
     model: Model, prompt: Prompt, params: ModelParams, answer: Answer, resume: str, total_timeout: float
 ) -> Finish | None:
-    body = request_body(params, prompt.messages)
+    # The conversation's id keys Mistral's prompt cache: each turn of a thread resends the history before it.
+    body = request_body(params, prompt.messages, prompt_cache_key=str(answer.turn.conversation.id))
     prefixed = PrefixedAnswer(params.prefix)
     known = len(resume)  # the model's text starts with it: not added again
     if params.json_answers:

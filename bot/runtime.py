@@ -25,7 +25,8 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.app import Bot, create_bot
 from bot.config import Settings
 from bot.core.retry import backoff_delay, parse_retry_after
-from bot.http import web_app
+from bot.http import start_metrics_server, web_app
+from bot.retention import keep_retention
 from bot.slack.api import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,17 @@ async def serve(settings: Settings, stop: asyncio.Event, on_ready: Ready | None 
         log.info("stopped before Slack could be reached")
         return
     bot = await create_bot(settings, identity)
-    # Leases renewed (until the end) and lapsed answers taken over (until the stop) while the bot serves.
-    leases: asyncio.Task[None] | None = None
+    # While the bot serves: leases renewed (until the end) and lapsed answers taken over (until the stop);
+    # old messages deleted, where RETENTION_DAYS says so.
+    chores: list[asyncio.Task[None]] = []
     try:
         # Answers the last process left half-written (it was killed) are continued, or marked if too old.
         await _unless_stopped(bot.takeover.sweep(), stop)
-        leases = asyncio.create_task(bot.takeover.run(stop), name="leases")
+        chores.append(asyncio.create_task(bot.takeover.run(stop), name="leases"))
+        if settings.retention_days is not None:
+            chores.append(
+                asyncio.create_task(keep_retention(bot.store, settings.retention_days, stop), name="retention")
+            )
         if settings.socket_mode:
             await _socket_mode(bot, settings, stop, on_ready)
         else:
@@ -72,34 +78,53 @@ async def serve(settings: Settings, stop: asyncio.Event, on_ready: Ready | None 
     except _Stopped:
         log.info("stopped during start-up")
     finally:
-        if leases is not None:
-            leases.cancel()
-            await asyncio.gather(leases, return_exceptions=True)
+        for chore in chores:
+            chore.cancel()
+        await asyncio.gather(*chores, return_exceptions=True)
         await bot.close()
 
 
 async def _socket_mode(bot: Bot, settings: Settings, stop: asyncio.Event, on_ready: Ready | None) -> None:
     assert settings.slack_app_token is not None
-    # Its own logger, so the SDK's lines say where they come from (by default they carry Bolt's name).
-    handler = AsyncSocketModeHandler(
-        bot.app, settings.slack_app_token, logger=logging.getLogger("slack_sdk.socket_mode")
-    )
+    # Socket Mode has no web server: with METRICS_PORT, a small one serves /metrics and /healthz.
+    probes = await _metrics_server(bot, settings.metrics_port) if settings.metrics_port is not None else None
     try:
-        # The app token is checked here, before the SDK's connection loop, which retries a refused token forever.
-        handler.client.wss_uri = await _unless_stopped(_socket_url(settings), stop)
-        await _unless_stopped(handler.connect_async(), stop)
-        log.info("connected to Slack in Socket Mode")
-        if on_ready:
-            on_ready(bot)
-        await stop.wait()
-        log.info("stopping: no new events; finishing answers in flight")
+        # Its own logger, so the SDK's lines say where they come from (by default they carry Bolt's name).
+        handler = AsyncSocketModeHandler(
+            bot.app, settings.slack_app_token, logger=logging.getLogger("slack_sdk.socket_mode")
+        )
+        try:
+            # The app token is checked here, before the SDK's connection loop, which retries a refused token forever.
+            handler.client.wss_uri = await _unless_stopped(_socket_url(settings), stop)
+            await _unless_stopped(handler.connect_async(), stop)
+            log.info("connected to Slack in Socket Mode")
+            if on_ready:
+                on_ready(bot)
+            await stop.wait()
+            log.info("stopping: no new events; finishing answers in flight")
+        finally:
+            await handler.close_async()  # Slack redelivers what it cannot give us to another instance
+        await bot.conversations.drain(settings.shutdown_grace)
     finally:
-        await handler.close_async()  # Slack redelivers what it cannot give us to another instance
-    await bot.conversations.drain(settings.shutdown_grace)
+        if probes is not None:
+            await probes.cleanup()
+
+
+async def _metrics_server(bot: Bot, port: int) -> web.AppRunner:
+    try:
+        runner = await start_metrics_server(port, metrics=bot.metrics, ping=bot.store.ping)
+    except OSError as exc:
+        raise StartupError(f"METRICS_PORT: cannot listen on 0.0.0.0:{port} ({exc.strerror or exc})") from None
+    log.info("serving /metrics and /healthz on 0.0.0.0:%d", port)
+    return runner
 
 
 async def _http_mode(bot: Bot, settings: Settings, stop: asyncio.Event, on_ready: Ready | None) -> None:
-    runner = web.AppRunner(web_app(bot.app, signing_secret=settings.slack_signing_secret or "", ping=bot.store.ping))
+    application = web_app(
+        bot.app, signing_secret=settings.slack_signing_secret or "", ping=bot.store.ping, metrics=bot.metrics
+    )
+    # No access log: a line per Slack event says nothing the bot's own lines (with their ids) do not.
+    runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "0.0.0.0", settings.port)
     try:

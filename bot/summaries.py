@@ -52,6 +52,8 @@ async def summarize_thread(
     when it can read only part of the thread."""
     if not conversations.accepting:
         return RESTARTING
+    if not conversations.admission.policy.access.allows(channel_id, user_id):
+        return conversations.admission.policy.access.note(channel_id, user_id)
     key = ThreadKey(team_id, channel_id, thread_ts)
     try:
         data = await read_thread(conversations.out, key)
@@ -73,7 +75,8 @@ async def summarize_thread(
     # message of a long answer, notes included) would repeat them. People's messages it missed are added.
     context = thread if turn.created_conversation else [m for m in thread if m.role == "user"]
     await conversations.store.add_context(
-        turn.conversation.id, [NewMessage(m.role, m.text, m.ts, m.user) for m in context]
+        turn.conversation.id,
+        [NewMessage(m.role, conversations.redact.redact(m.text)[0], m.ts, m.user) for m in context],
     )
     message = Incoming(
         team_id=team_id,

@@ -165,6 +165,7 @@ async def test_named_personas_reach_the_request_exactly_as_the_api_expects(harne
         "stop": ["END"],
         "random_seed": 42,
         "safe_prompt": True,
+        "prompt_cache_key": "1",  # the conversation's id: its growing history is served from Mistral's cache
     }
     assert system_prompt_of(body) == "Answer tersely, with code."
 

@@ -33,7 +33,35 @@ def test_socket_mode_needs_no_signing_secret_and_urls_are_normalised() -> None:
     assert s.socket_mode and s.slack_api_url == "http://127.0.0.1:9/api/"
     assert s.mistral_base_url == "http://localhost:8000" and s.database_path == "/var/x.db"
     assert s.model.stop == ("END",) and s.model.temperature == 0.3
-    assert s.persona_admins == frozenset({"U1", "U2"})
+    assert s.admins == frozenset({"U1", "U2"})  # the old name of BOT_ADMINS still works
+
+
+def test_admin_settings() -> None:
+    s = load_settings(
+        {
+            **BASE,
+            "BOT_ADMINS": "U9",
+            "PERSONA_ADMINS": "U1",  # BOT_ADMINS wins
+            "LOG_FORMAT": "JSON",
+            "METRICS_PORT": "9090",
+            "ALLOWED_CHANNELS": "C1, dm",
+            "ALLOWED_USERS": "U1,U2",
+            "USER_DAILY_TOKENS": "5000",
+            "WORKSPACE_MONTHLY_BUDGET": "12.5",
+            "MODEL_PRICES": "my-model=0/0",
+            "RETENTION_DAYS": "30",
+            "REDACT": "email,card",
+        }
+    )
+    assert s.admins == frozenset({"U9"}) and s.log_format == "json" and s.metrics_port == 9090
+    assert s.allowed_channels == frozenset({"C1", "dm"}) and s.allowed_users == frozenset({"U1", "U2"})
+    assert s.user_daily_tokens == 5000 and s.workspace_monthly_budget == 12.5 and s.retention_days == 30
+    assert s.prices["my-model"].input == 0 and "mistral-large-latest" in s.prices  # over the built-in list
+    assert s.redact.active and s.redact.redact("write to ada@example.com")[0] != "write to ada@example.com"
+    defaults = load_settings(BASE)
+    assert defaults.log_format == "text" and defaults.metrics_port is None and not defaults.redact.active
+    assert defaults.user_daily_tokens is None and defaults.workspace_monthly_budget is None
+    assert defaults.retention_days is None and not defaults.allowed_channels and not defaults.admins
 
 
 @pytest.mark.parametrize(
@@ -69,6 +97,13 @@ def test_a_postgresql_url_selects_postgresql_and_stays_out_of_repr(url: str) -> 
         ({"MISTRAL_MAX_TOKENS": "0"}, "MISTRAL_MAX_TOKENS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"SLACK_STREAMING": "sometimes"}, "SLACK_STREAMING"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"METRICS_PORT": "0"}, "METRICS_PORT"),
+        ({"USER_DAILY_TOKENS": "many"}, "USER_DAILY_TOKENS"),
+        ({"WORKSPACE_MONTHLY_BUDGET": "-5"}, "WORKSPACE_MONTHLY_BUDGET"),
+        ({"MODEL_PRICES": "my-model=cheap"}, "MODEL_PRICES"),
+        ({"RETENTION_DAYS": "0"}, "RETENTION_DAYS"),
+        ({"REDACT": "email,([a-z"}, "REDACT"),
         ({"MISTRAL_IDLE_TIMEOUT": "-1"}, "MISTRAL_IDLE_TIMEOUT"),
     ],
 )

@@ -4,6 +4,7 @@ context sizes from `GET /v1/models` are cached. Timeouts are small, so every tes
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.core.params import ModelParams, request_body
 from bot.core.sse import Delta, Finish
-from bot.mistral import DEFAULT_CONTEXT_TOKENS, ErrorKind, MistralClient, ModelError, Timeouts
+from bot.mistral import DEFAULT_CONTEXT_TOKENS, ErrorKind, MistralClient, ModelError, Timeouts, error_message
 from tests.fakes import mistral as fm
 
 BODY: dict[str, Any] = {"model": "tiny-test-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -243,3 +245,50 @@ async def test_a_stream_cut_after_the_model_answered_is_an_interruption(mistral:
         await answer(client)
     assert failure.value.kind is ErrorKind.INTERRUPTED  # not "unavailable": text was already shown
     await client.aclose()
+
+
+# prompt caching ----------------------------------------------------------------------------------------
+
+
+async def test_the_prompt_cache_key_is_accepted_and_cached_tokens_come_back(mistral: fm.FakeMistral) -> None:
+    first = request_body(
+        ModelParams(model="tiny-test-model"), [{"role": "user", "content": "x" * 400}], prompt_cache_key="12"
+    )
+    follow_up = {
+        **first,
+        "messages": [
+            *first["messages"],
+            {"role": "assistant", "content": "y" * 40},
+            {"role": "user", "content": "z" * 40},
+        ],
+    }
+    client = client_for(mistral.url)
+    try:
+        finishes = []
+        for body in (first, follow_up, {**follow_up, "prompt_cache_key": "13"}):
+            items = [item async for item in client.stream(body)]
+            finishes.append(items[-1])
+    finally:
+        await client.aclose()
+    assert [r["prompt_cache_key"] for r in mistral.chat_requests] == ["12", "12", "13"]
+    assert all(isinstance(f, Finish) for f in finishes)
+    # The follow-up shares its first message with the request before it; another key shares nothing.
+    assert [f.cached_tokens for f in finishes] == [0, 100, 0]  # type: ignore[union-attr]
+    assert finishes[1].prompt_tokens == 120  # type: ignore[union-attr]
+
+
+async def test_without_a_prompt_cache_key_no_cached_tokens_are_reported(mistral: fm.FakeMistral) -> None:
+    client = client_for(mistral.url)
+    try:
+        items, _ = await answer(client)
+    finally:
+        await client.aclose()
+    assert isinstance(items[-1], Finish) and items[-1].cached_tokens is None
+    assert "prompt_tokens_details" not in mistral.usages[-1]
+
+
+def test_error_bodies_are_described_without_quoting_what_was_sent() -> None:
+    nested = {"message": {"detail": [{"loc": ["body", "messages", 1], "msg": "bad role", "input": "my secret plan"}]}}
+    assert error_message(json.dumps(nested).encode()) == "body.messages.1: bad role"
+    assert error_message(b'{"object": "error", "message": "Invalid model", "code": "1500"}') == "Invalid model"
+    assert error_message(b'{"what": "my secret plan"}') == "an error body of an unknown shape"

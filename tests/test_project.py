@@ -52,10 +52,11 @@ def test_the_manifest_is_a_valid_app_for_this_bot() -> None:
     assert shortcuts["summarize_thread"]["name"] == "Summarize thread"
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     commands = {c["command"]: c for c in manifest["features"]["slash_commands"]}
-    assert set(commands) == {"/ask", "/persona"}
+    assert set(commands) == {"/ask", "/persona", "/usage"}
     for command in commands.values():
-        assert len(command["command"]) <= 32 and command["description"] and command["usage_hint"]
+        assert len(command["command"]) <= 32 and command["description"]
         assert "url" not in command  # Socket Mode by default
+    assert commands["/ask"]["usage_hint"] and commands["/persona"]["usage_hint"]  # /usage takes no arguments
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {
         "app_mentions:read",

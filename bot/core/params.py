@@ -133,8 +133,14 @@ def _check_types(values: dict[str, Any]) -> None:
             raise ParamError(f"{name} must be a {expected[0].__name__}")
 
 
-def request_body(params: ModelParams, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """A streaming chat-completions body carrying only fields Mistral's API accepts (others are a 422)."""
+def request_body(
+    params: ModelParams, messages: list[dict[str, Any]], *, prompt_cache_key: str | None = None
+) -> dict[str, Any]:
+    """A streaming chat-completions body carrying only fields Mistral's API accepts (others are a 422).
+
+    `prompt_cache_key` (a conversation's id) lets Mistral's prompt cache serve the history a thread's requests
+    share, at a tenth of the input price.
+    """
     body: dict[str, Any] = {"model": params.model, "messages": messages, "stream": True}
     optional = {
         "temperature": params.temperature,
@@ -144,6 +150,7 @@ def request_body(params: ModelParams, messages: list[dict[str, Any]]) -> dict[st
         "random_seed": params.random_seed,  # Mistral's name; `seed` is refused
         "safe_prompt": params.safe_prompt,
         "response_format": {"type": "json_object"} if params.json_answers else None,
+        "prompt_cache_key": prompt_cache_key or None,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body

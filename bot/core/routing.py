@@ -32,6 +32,8 @@ class Incoming:
     text: str
     channel_type: str  # "channel" | "group" | "im" | "mpim"
     files: tuple[dict[str, Any], ...] = ()  # the Slack file objects the message shares, as the event gives them
+    # What REDACT took out of `text` before it was stored: (kind, count) pairs, for the note on the answer.
+    withheld: tuple[tuple[str, int], ...] = ()
 
     @property
     def in_thread(self) -> bool:

@@ -24,6 +24,7 @@ class Finish:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    cached_tokens: int | None = None  # prompt tokens the model's prompt cache served (a part of prompt_tokens)
 
 
 class SSEParser:
@@ -96,13 +97,30 @@ def read_chunk(data: str) -> tuple[str, Finish | None]:
     reason = choice.get("finish_reason")
     if not reason:
         return text, None
-    usage = payload.get("usage") or {}
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     return text, Finish(
         reason=str(reason),
         prompt_tokens=usage.get("prompt_tokens"),
         completion_tokens=usage.get("completion_tokens"),
         total_tokens=usage.get("total_tokens"),
+        cached_tokens=cached_tokens(usage),
     )
+
+
+def cached_tokens(usage: dict[str, Any]) -> int | None:
+    """Cached prompt tokens, wherever the API put them (`prompt_tokens_details.cached_tokens`, or
+    `num_cached_tokens`); None when it said nothing usable."""
+    details = usage.get("prompt_tokens_details")
+    found = details.get("cached_tokens") if isinstance(details, dict) else None
+    if not _count(found):
+        found = usage.get("num_cached_tokens")
+    return found if _count(found) else None
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def content_text(content: Any) -> str:

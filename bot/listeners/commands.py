@@ -1,4 +1,4 @@
-"""Slash commands: `/ask <question>` and `/persona [show|set|reset|list|use]`."""
+"""Slash commands: `/ask <question>`, `/persona [show|set|reset|list|use]` and `/usage`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from bot.ask import ask_in_background
 from bot.conversation import Conversations
 from bot.core.personas import PersonaError, describe, parse_persona_command
 from bot.listeners.events import identity_of
+from bot.storage import StoreUnavailable
+from bot.usage import UsageReports
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,12 @@ PERSONA_USAGE = (
 )
 
 
-def register(app: AsyncApp, conversations: Conversations) -> None:
+USAGE_UNAVAILABLE = "I can't read the usage figures right now (the database is out of reach). Try again soon."
+
+
+def register(app: AsyncApp, conversations: Conversations, usage: UsageReports | None = None) -> None:
+    reports = usage or UsageReports.of(conversations)
+
     @app.command("/ask")
     async def ask(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
         question = (command.get("text") or "").strip()
@@ -64,6 +71,20 @@ def register(app: AsyncApp, conversations: Conversations) -> None:
             user_id=command["user_id"],
             text=command.get("text") or "",
         )
+        await ack(response_type="ephemeral", text=text)
+
+    @app.command("/usage")
+    async def usage_command(ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:
+        # A few indexed sums: well within Slack's 3 seconds, so the figures ride on the acknowledgement.
+        try:
+            text = await reports.reply(
+                team_id=command.get("team_id") or context.team_id or "",
+                channel_id=command["channel_id"],
+                user_id=command["user_id"],
+            )
+        except StoreUnavailable as exc:
+            log.warning("/usage: %s", exc)
+            text = USAGE_UNAVAILABLE
         await ack(response_type="ephemeral", text=text)
 
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -21,6 +21,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.retry import backoff_delay, parse_retry_after
 from bot.slack.pacer import Clock, Pacer, SharedCalls
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +63,31 @@ class SlackApi:
     """Web API calls for every workspace the bot serves, each within its workspace's `Pacer`."""
 
     def __init__(
-        self, client: AsyncWebClient, clock: Clock = time.monotonic, *, shared: SharedCalls | None = None
+        self,
+        client: AsyncWebClient,
+        clock: Clock = time.monotonic,
+        *,
+        shared: SharedCalls | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        """`shared`: the rate budget the bot's replicas share (PostgreSQL); None paces within this process."""
+        """`shared`: the rate budget the bot's replicas share (PostgreSQL); None paces within this process.
+        `metrics` counts every call's result, and reads the pacers' queues at each scrape."""
         self.client = client
         self._clock = clock
         self._shared = shared
         self._pacers: dict[str, Pacer] = {}
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.watch_pacers(self.waiting)
 
     def pacer(self, team_id: str) -> Pacer:
         if team_id not in self._pacers:
             self._pacers[team_id] = Pacer(clock=self._clock, shared=self._shared, team_id=team_id)
         return self._pacers[team_id]
+
+    def waiting(self) -> int:
+        """Calls queued for a slot, over every workspace."""
+        return sum(pacer.waiting() for pacer in list(self._pacers.values()))
 
     async def call(
         self,
@@ -121,16 +137,26 @@ class SlackApi:
         except SlackApiError as exc:
             status = exc.response.status_code
             if status == 429:
+                self._count(method, "ratelimited")
                 retry_after = parse_retry_after(exc.response.headers.get("Retry-After")) or 1.0
                 raise RateLimited(method, retry_after) from None
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
             error = data.get("error")
             if status >= 500 or not isinstance(error, str):
-                raise SlackCallError(method, str(error or f"http_{status}"), transient=True) from None
-            raise SlackCallError(method, error, transient=error in TRANSIENT_ERRORS) from None
+                failure = SlackCallError(method, str(error or f"http_{status}"), transient=True)
+            else:
+                failure = SlackCallError(method, error, transient=error in TRANSIENT_ERRORS)
+            self._count(method, failure.error)
+            raise failure from None
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._count(method, "unreachable")
             raise SlackCallError(method, f"unreachable: {type(exc).__name__}", transient=True) from None
+        self._count(method, "")
         return dict(response.data) if isinstance(response.data, dict) else {}
+
+    def _count(self, method: str, error: str) -> None:
+        if self._metrics is not None:
+            self._metrics.slack_call(method, error)
 
     # the calls every surface makes ------------------------------------------------------------------
 

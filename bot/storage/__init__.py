@@ -25,6 +25,9 @@ from bot.storage.base import (
     Turn,
     UnfinishedAnswer,
     Usage,
+    UsageBy,
+    UsageRecord,
+    UsageRow,
 )
 from bot.storage.sqlite import SQLiteStore
 
@@ -69,5 +72,8 @@ __all__ = [
     "Turn",
     "UnfinishedAnswer",
     "Usage",
+    "UsageBy",
+    "UsageRecord",
+    "UsageRow",
     "open_store",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from bot.core.personas import Persona
 
@@ -153,6 +153,42 @@ class ChannelUse:
     last_activity: float
 
 
+@dataclass(frozen=True)
+class UsageRecord:
+    """One model call's tokens and cost, kept apart from the messages so forgetting them keeps the figures."""
+
+    team_id: str
+    channel_id: str
+    user_id: str | None  # who asked
+    answer_id: int | None
+    model: str
+    persona: str | None  # persona name, None = the default
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost: float  # in the price table's currency
+    at: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Usage summed over one key of a grouping, or over everything a filter selects (a total)."""
+
+    key: str | None  # the user, channel, model or persona summed (None: default persona, forgotten user, a total)
+    answers: int  # model calls counted
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost: float
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+UsageBy = Literal["user", "channel", "model", "persona"]
+
+
 class Store(Protocol):
     owner: str  # this process, as the holder of the leases of the answers it writes
     lease_seconds: float
@@ -293,4 +329,58 @@ class Store(Protocol):
 
     async def channels_in_use(self, team_id: str, limit: int = 50) -> list[ChannelUse]:
         """Channels with a conversation or a stored persona, most recent first; the caller applies catalog defaults."""
+        ...
+
+    # usage, quotas and admin notices ---------------------------------------------------------------------------
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        """Keep one model call's tokens and cost."""
+        ...
+
+    async def usage_by(
+        self,
+        by: UsageBy,
+        *,
+        since: float,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        channel_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[UsageRow]:
+        """Usage recorded at or after `since`, summed per `by`, for the given ids (team None: every workspace).
+
+        Ordered by cost, then tokens, most first, then by key (None last); at most `limit` rows.
+        """
+        ...
+
+    async def usage_total(
+        self, *, since: float, team_id: str | None = None, user_id: str | None = None, channel_id: str | None = None
+    ) -> UsageRow:
+        """Usage recorded at or after `since` for the given ids, summed (key None; zeros when there is none)."""
+        ...
+
+    async def claim_notice(self, team_id: str, kind: str, period: str) -> bool:
+        """True exactly once per (team, kind, period), across every process: the one that should send the notice."""
+        ...
+
+    # retention and data requests ------------------------------------------------------------------------------
+
+    async def forget_before(self, cutoff: float) -> int:
+        """Retention: delete the messages last changed before `cutoff`, with their feedback; how many went.
+
+        Unfinished answers stay, and so does a question while an answer to it stays. Conversations stay (a
+        follow-up in the thread is still answered) and so does usage.
+        """
+        ...
+
+    async def forget_user(self, user_id: str, *, team_id: str | None = None) -> int:
+        """A data request: delete the person's messages, the answers to them and their feedback, and the ratings
+        the person gave; usage keeps its figures without the person's id. Returns how many messages went.
+        """
+        ...
+
+    async def forget_channel(self, channel_id: str, *, team_id: str | None = None) -> int:
+        """Delete the channel's conversations, their messages and feedback, and its stored persona; how many
+        messages went. Usage keeps its figures and the channel id (not personal data: budgets still count it).
+        """
         ...

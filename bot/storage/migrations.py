@@ -218,6 +218,58 @@ async def m009_message_files(db: Migrator) -> None:
     await db.execute("ALTER TABLE messages ADD COLUMN files TEXT NOT NULL DEFAULT '[]'")
 
 
+@migration
+async def m010_usage(db: Migrator) -> None:
+    # One row per model call: what it cost, for reports and quotas. `answer_id` has no foreign key, so that
+    # retention and data requests delete messages and keep the figures (a forgotten person's `user_id` is
+    # set to NULL). `cost` is in the price table's currency.
+    t = db.dialect
+    await db.execute(
+        f"""
+        CREATE TABLE usage (
+            id {t.key},
+            team_id TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            user_id TEXT,
+            answer_id {t.ref},
+            model TEXT NOT NULL,
+            persona TEXT,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cached_tokens INTEGER NOT NULL,
+            cost {t.real} NOT NULL,
+            at {t.real} NOT NULL
+        )
+        """
+    )
+    # Quotas sum a person's or a workspace's usage since the period began, before every answer.
+    await db.execute("CREATE INDEX usage_by_user ON usage (team_id, user_id, at)")
+    await db.execute("CREATE INDEX usage_by_team ON usage (team_id, at)")
+    # Admin notices (a budget 80% spent): the key makes each one claimed once per period by one replica.
+    await db.execute(
+        f"""
+        CREATE TABLE notices (
+            team_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            period TEXT NOT NULL,
+            at {t.real} NOT NULL,
+            PRIMARY KEY (team_id, kind, period)
+        )
+        """
+    )
+    # Deleting a message makes the database look for answers that reply to it (the foreign key), and forgetting
+    # a person looks for the answers to their questions: without this, a scan of every message per message
+    # deleted. Questions have no reply_to, so they stay out of it.
+    await db.execute("CREATE INDEX messages_reply_to ON messages (reply_to) WHERE reply_to IS NOT NULL")
+    # Retention finds old messages without reading every one. Answers being written (saved at every Slack
+    # update) stay out of it until they finish, so streaming costs no extra index write.
+    await db.execute(
+        "CREATE INDEX messages_retention ON messages (updated_at) WHERE status NOT IN ('pending', 'streaming')"
+    )
+    # A data request deletes the ratings a person gave (the primary key leads with the answer).
+    await db.execute("CREATE INDEX feedback_by_user ON feedback (user_id)")
+
+
 def pending(done: Iterable[str]) -> list[Migration]:
     """The migrations a database with `done` applied still needs, in order.
 

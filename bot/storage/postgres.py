@@ -17,7 +17,7 @@ is here: ids come back through RETURNING, and migrations run under an advisory l
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from bot.storage.admin import T, Tx
 from bot.storage.base import (
     LEASE_SECONDS,
     UNFINISHED,
@@ -143,8 +144,24 @@ def _unavailable(conninfo: str, problem: object) -> StoreUnavailable:
     return StoreUnavailable(f"DATABASE_URL: cannot use the PostgreSQL database at {_where(conninfo)} ({reason})")
 
 
+class _PostgresTx:
+    """`Tx` on a connection inside `conn.transaction()`: SQLite's `?` placeholders turned into `%s`."""
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def rows(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return await _fetch(self._conn, pg(sql), args)
+
+    async def write(self, sql: str, args: Sequence[object] = ()) -> int:
+        cursor = await self._conn.execute(pg(sql), args)  # type: ignore[arg-type]  # SQL of the store, never input
+        return cursor.rowcount
+
+
 class PostgresStore(SQLStore):
     shared = True
+    _lock_rows = " FOR UPDATE"
+    _bytes_order = ' COLLATE "C"'  # the database's collation may follow a locale's rules
 
     def __init__(
         self,
@@ -224,6 +241,21 @@ class PostgresStore(SQLStore):
                 async with self._pool.connection() as conn:
                     cursor = await conn.execute(pg(sql), tuple(args))  # type: ignore[arg-type]
                     return await cursor.fetchall() if fetch else cursor.rowcount
+            except PoolTimeout as exc:
+                raise _out_of_reach(exc) from exc
+            except psycopg.OperationalError as exc:
+                await self._drop_broken()
+                if attempt == 2 or conn is None or not conn.broken:
+                    raise _out_of_reach(exc) from exc
+        raise AssertionError("unreachable")
+
+    async def _atomically(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """`work` as one transaction, run again once on a fresh connection if the first one was broken (`_once`)."""
+        for attempt in (1, 2):
+            conn: AsyncConnection[Any] | None = None
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    return await work(_PostgresTx(conn))
             except PoolTimeout as exc:
                 raise _out_of_reach(exc) from exc
             except psycopg.OperationalError as exc:

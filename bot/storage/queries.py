@@ -20,6 +20,9 @@ from bot.storage.base import (
     Status,
     StoredMessage,
     ThreadKey,
+    UsageBy,
+    UsageRecord,
+    UsageRow,
 )
 
 Row = Sequence[Any]
@@ -209,6 +212,135 @@ CHANNELS_IN_USE_QUERY = f"""
     LEFT JOIN channel_personas p ON p.team_id = ? AND p.channel_id = u.channel_id
     ORDER BY u.last_activity DESC, u.channel_id
 """
+
+
+# usage and notices ----------------------------------------------------------------------------------------
+
+INSERT_USAGE = (
+    "INSERT INTO usage (team_id, channel_id, user_id, answer_id, model, persona, prompt_tokens, completion_tokens, "
+    "cached_tokens, cost, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# The column each grouping sums by: a caller's `by` only picks one of these, never reaches the SQL itself.
+USAGE_COLUMNS: dict[str, str] = {"user": "user_id", "channel": "channel_id", "model": "model", "persona": "persona"}
+
+_USAGE_FIGURES = (
+    "COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+    "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(cost), 0)"
+)
+
+# A notice is sent by the one process whose insert lands.
+CLAIM_NOTICE = "INSERT INTO notices (team_id, kind, period, at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+
+
+def usage_query(
+    by: UsageBy | None,
+    *,
+    since: float,
+    team_id: str | None,
+    user_id: str | None,
+    channel_id: str | None,
+    limit: int | None = None,
+    bytes_order: str = "",
+) -> tuple[str, tuple[object, ...]]:
+    """The SQL and arguments of a usage look-up: summed per `by` (None: one total) over the rows the ids select.
+
+    Served by usage_by_user when a person is named in a workspace, else by usage_by_team for a workspace.
+    `bytes_order` makes keys sort byte by byte where the database's own collation would not.
+    """
+    where = ["at >= ?"]
+    args: list[object] = [since]
+    for column, value in (("team_id", team_id), ("user_id", user_id), ("channel_id", channel_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if by is None:
+        return f"SELECT NULL, {_USAGE_FIGURES} FROM usage WHERE {' AND '.join(where)}", tuple(args)
+    column = USAGE_COLUMNS[by]
+    sql = (
+        f"SELECT {column}, {_USAGE_FIGURES} FROM usage WHERE {' AND '.join(where)} GROUP BY {column} "
+        f"ORDER BY SUM(cost) DESC, SUM(prompt_tokens) + SUM(completion_tokens) DESC, "
+        f"{column} IS NULL, {column}{bytes_order}"
+    )
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(limit)
+    return sql, tuple(args)
+
+
+def usage_record_row(r: UsageRecord) -> tuple[object, ...]:
+    """INSERT_USAGE's arguments."""
+    return (
+        r.team_id,
+        r.channel_id,
+        r.user_id,
+        r.answer_id,
+        r.model,
+        r.persona,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.cached_tokens,
+        r.cost,
+        r.at,
+    )
+
+
+def usage_row(r: Row) -> UsageRow:
+    """A row of a usage query (a total of nothing sums to integer zeros, whatever the column)."""
+    return UsageRow(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]))
+
+
+# retention and data requests ------------------------------------------------------------------------------
+# Deleting a message needs its feedback gone first, and the answers that reply to it (both foreign keys).
+
+# A message retention may delete: last changed before the cutoff and not an answer being written. Spelled as
+# messages_retention's own condition, word for word, so both databases read old rows through that index.
+_UNFINISHED_LIST = ", ".join(f"'{s}'" for s in UNFINISHED)
+_OLD = f"updated_at < ? AND status NOT IN ({_UNFINISHED_LIST})"
+
+RETENTION_FEEDBACK = (
+    f"DELETE FROM feedback WHERE answer_id IN (SELECT id FROM messages WHERE {_OLD} AND role = 'assistant')"
+)
+# Old answers go; an old question goes unless an answer to it stays (newer, or still being written): that
+# answer needs its question (the foreign key, the history's order, taking it over). Arguments: cutoff twice.
+RETENTION_MESSAGES = f"""
+    DELETE FROM messages WHERE {_OLD} AND (
+        role = 'assistant' OR NOT EXISTS (
+            SELECT 1 FROM messages a
+            WHERE a.reply_to = messages.id AND (a.updated_at >= ? OR a.status IN ({_UNFINISHED_LIST}))
+        )
+    )
+"""
+
+# A person's questions (messages_by_user), optionally in one workspace (`TEAM_OF_MESSAGE`), and the answers
+# to them (messages_reply_to). `{lock}` locks the rows where the database can (PostgreSQL: FOR UPDATE), so an
+# answer cannot be rated or re-run between the statements that delete it.
+PERSONS_QUESTIONS = "SELECT id FROM messages WHERE slack_user = ? AND role = 'user'{team}{lock}"
+TEAM_OF_MESSAGE = " AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = messages.conversation_id AND c.team_id = ?)"
+ANSWERS_TO = "SELECT id FROM messages WHERE reply_to IN ({ids}){lock}"
+# The ratings the person gave (feedback_by_user), optionally on answers in one workspace.
+PERSONS_FEEDBACK = "DELETE FROM feedback WHERE user_id = ?{team}"
+TEAM_OF_FEEDBACK = (
+    " AND EXISTS (SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+    "WHERE m.id = feedback.answer_id AND c.team_id = ?)"
+)
+# The workspace filter of a table with its own team_id.
+IN_TEAM = " AND team_id = ?"
+# Usage keeps its figures; only the name goes (usage_by_user when the workspace is named).
+ANONYMISE_USAGE = "UPDATE usage SET user_id = NULL WHERE user_id = ?{team}"
+
+# A channel's conversations, in one workspace (the conversations' unique key) or in any.
+CHANNELS_CONVERSATIONS = "SELECT id FROM conversations WHERE channel_id = ?{team}{lock}"
+
+FEEDBACK_ON = "DELETE FROM feedback WHERE answer_id IN ({ids})"
+FEEDBACK_IN_CONVERSATIONS = (
+    "DELETE FROM feedback WHERE answer_id IN (SELECT id FROM messages WHERE conversation_id IN ({ids}))"
+)
+DELETE_MESSAGES = "DELETE FROM messages WHERE id IN ({ids})"
+# Questions and answers together: the foreign key between them is checked once the statement is done.
+DELETE_CONVERSATIONS_MESSAGES = "DELETE FROM messages WHERE conversation_id IN ({ids})"
+DELETE_CONVERSATIONS = "DELETE FROM conversations WHERE id IN ({ids})"
+DELETE_CHANNEL_PERSONA = "DELETE FROM channel_personas WHERE channel_id = ?{team}"
 
 
 # rows → values -------------------------------------------------------------------------------------------

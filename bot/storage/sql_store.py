@@ -2,8 +2,10 @@
 statement, in SQL both SQLite and PostgreSQL read, with `?` placeholders.
 
 A backend gives it two primitives, `_rows(sql, args)` and `_write(sql, args)` (a statement on its own,
-returning the rows it changed), and writes itself only what differs: opening and migrating, transactions of
-several statements (claiming a turn, backfilling a thread, re-running an answer) and how new ids come back.
+returning the rows it changed), and `_atomically(work)`, which runs shared work of several statements (the
+deletes of retention and data requests, in `bot.storage.admin`) as one transaction. It writes itself only what
+differs: opening and migrating, its other transactions (claiming a turn, backfilling a thread, re-running an
+answer) and how new ids come back.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bot.storage.admin import AdminQueries
 from bot.storage.base import (
     FEEDBACK_VALUES,
     LEASE_SECONDS,
@@ -55,7 +58,7 @@ def new_owner() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class SQLStore:
+class SQLStore(AdminQueries):
     """The `Store` methods both backends share; a subclass provides `_rows` and `_write`."""
 
     shared = False
@@ -69,12 +72,6 @@ class SQLStore:
 
     async def ping(self) -> None:
         await self._rows("SELECT 1")
-
-    async def _rows(self, sql: str, args: Iterable[object] = ()) -> Sequence[Sequence[Any]]:
-        raise NotImplementedError
-
-    async def _write(self, sql: str, args: Iterable[object]) -> int:
-        raise NotImplementedError
 
     async def _write_returning(self, sql: str, args: Iterable[object]) -> Sequence[Sequence[Any]]:
         """One statement on its own that changes rows and returns some (`RETURNING`)."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
+from bot.storage.admin import T, Tx
 from bot.storage.base import (
     LEASE_SECONDS,
     UNFINISHED,
@@ -55,6 +56,20 @@ async def _to_the_end(work: Awaitable[None]) -> None:
         raise asyncio.CancelledError
     if error is not None:
         raise error
+
+
+class _SQLiteTx:
+    """`Tx` on the connection, inside a transaction `SQLiteStore._transaction` holds."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def rows(self, sql: str, args: Sequence[object] = ()) -> list[aiosqlite.Row]:
+        return list(await self._db.execute_fetchall(sql, tuple(args)))
+
+    async def write(self, sql: str, args: Sequence[object] = ()) -> int:
+        cursor = await self._db.execute(sql, tuple(args))
+        return cursor.rowcount
 
 
 class SQLiteStore(SQLStore):
@@ -116,6 +131,10 @@ class SQLiteStore(SQLStore):
     async def _rows(self, sql: str, args: Iterable[object] = ()) -> list[aiosqlite.Row]:
         # One trip to SQLite's thread (a cursor's execute, fetch and close would be three).
         return list(await self._db.execute_fetchall(sql, tuple(args)))
+
+    async def _atomically(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self._transaction() as db:
+            return await work(_SQLiteTx(db))
 
     # conversations -----------------------------------------------------------------------------
 

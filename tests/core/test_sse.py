@@ -93,3 +93,29 @@ def test_read_chunk_gives_text_and_finish_in_one_pass() -> None:
     assert read_chunk('{"choices":[{"delta":{"content":"hi"}}]}') == ("hi", None)
     text, finish = read_chunk('{"choices":[{"delta":{"content":""},"finish_reason":"length"}],"usage":{}}')
     assert (text, finish) == ("", Finish("length"))
+
+
+@pytest.mark.parametrize(
+    ("usage", "cached"),
+    [
+        ({"prompt_tokens": 90, "prompt_tokens_details": {"cached_tokens": 64}}, 64),
+        ({"prompt_tokens": 90, "num_cached_tokens": 32}, 32),
+        ({"prompt_tokens_details": {"cached_tokens": 0}, "num_cached_tokens": 5}, 0),
+        ({"prompt_tokens_details": {"cached_tokens": None}, "num_cached_tokens": 5}, 5),
+        ({"prompt_tokens": 90}, None),
+        ({"prompt_tokens_details": None}, None),
+        ({"prompt_tokens_details": {"cached_tokens": "64"}}, None),
+        ({"prompt_tokens_details": {"cached_tokens": True}}, None),
+        ({"prompt_tokens_details": {"cached_tokens": -1}}, None),
+        ({"prompt_tokens_details": [64]}, None),
+    ],
+)
+def test_cached_prompt_tokens_are_read_wherever_the_api_puts_them(usage: dict, cached: int | None) -> None:
+    payload = {"choices": [{"delta": {"content": ""}, "finish_reason": "stop"}], "usage": usage}
+    _, finish = read_chunk(json.dumps(payload))
+    assert finish is not None and finish.cached_tokens == cached
+
+
+def test_a_usage_that_is_not_an_object_is_ignored() -> None:
+    _, finish = read_chunk('{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":[1,2]}')
+    assert finish == Finish("stop")

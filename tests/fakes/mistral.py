@@ -7,6 +7,10 @@ chunks (text, image_url, document_url), checked as the API checks them (see "Con
 
 A request ending with an assistant message with `prefix: true` is answered as Mistral does: the streamed
 content begins with the prefix text (see `answer_text` and `Script.chunks`).
+
+Prompt caching as Mistral reports it: a request with a `prompt_cache_key` gets
+`usage.prompt_tokens_details.cached_tokens`, the fake's token estimate of the messages it shares from the start
+with the previous request of that key (0 the first time; see `cached_prompt_tokens`).
 """
 
 from __future__ import annotations
@@ -336,6 +340,9 @@ class FakeMistral:
         self.models_requests = 0
         self.models_failures = 0  # answer this many `GET /v1/models` with a 503 before answering properly
         self.abandoned = 0  # streams the client closed before their end: no more tokens were generated for them
+        self.usages: list[dict[str, Any]] = []  # the usage of every stream that finished, as it was sent
+        # prompt_cache_key → the messages of the last request streamed with it (what the prompt cache holds)
+        self.prompt_cache: dict[str, list[dict[str, Any]]] = {}
         # A model without vision (or a server without documents): image_url / document_url chunks answer 400.
         self.refuse_images = False
         self.refuse_documents = False
@@ -504,6 +511,19 @@ class FakeMistral:
             self.prefixed_requests.append(body)
         return await self._stream(request, body, script)
 
+    def cached_prompt_tokens(self, body: dict[str, Any]) -> int | None:
+        """What the prompt cache serves of a request (None without a `prompt_cache_key`), and it is cached."""
+        key = body.get("prompt_cache_key")
+        if not isinstance(key, str):
+            return None
+        messages = body["messages"]
+        before = self.prompt_cache.get(key, [])
+        shared = 0
+        while shared < min(len(before), len(messages)) and before[shared] == messages[shared]:
+            shared += 1
+        self.prompt_cache[key] = messages
+        return prompt_chars(messages[:shared]) // 4
+
     async def _stream(self, request: web.Request, body: dict[str, Any], script: Script) -> web.StreamResponse:
         prefix = prefix_of(body)
         lead: str | None = None  # a chunk sent before the script's own: the prefix, when they lack it
@@ -514,11 +534,12 @@ class FakeMistral:
             chunks = script.chunks
             if prefix and not "".join(chunks).startswith(prefix):
                 lead = prefix
+        cached = self.cached_prompt_tokens(body)  # the prompt is read (and cached) before the answer is written
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         chunk_id = f"cmpl-{random.randrange(10**9)}"
 
-        async def send(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None) -> None:
+        async def send(delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None) -> None:
             payload: dict[str, Any] = {
                 "id": chunk_id,
                 "object": "chat.completion.chunk",
@@ -532,7 +553,7 @@ class FakeMistral:
             await response.write(f"data: {json.dumps(payload)}\n\n".encode())
 
         try:
-            return await self._send_chunks(request, body, script, chunks, send, response, lead)
+            return await self._send_chunks(request, body, script, chunks, send, response, lead, cached)
         except ConnectionError:  # the client went away mid-answer (aiohttp's reset errors are ConnectionErrors)
             self.abandoned += 1
             return response
@@ -546,6 +567,7 @@ class FakeMistral:
         send: Callable[..., Awaitable[None]],
         response: web.StreamResponse,
         lead: str | None = None,
+        cached: int | None = None,
     ) -> web.StreamResponse:
         await send({"role": "assistant", "content": ""})
         if lead:
@@ -567,15 +589,15 @@ class FakeMistral:
         self.last_chunk_at[str(question)] = time.monotonic()
         prompt_tokens = prompt_chars(body["messages"]) // 4
         completion = max(1, (len(lead or "") + sum(len(c) for c in chunks)) // 4)
-        await send(
-            {"content": ""},
-            script.finish_reason,
-            {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion,
-                "total_tokens": prompt_tokens + completion,
-            },
-        )
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
+        if cached is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        self.usages.append(usage)
+        await send({"content": ""}, script.finish_reason, usage)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

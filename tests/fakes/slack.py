@@ -17,10 +17,12 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
+import yaml
 from aiohttp import web
 
 from tests.fakes.slack_ai import AgentSurfaces
@@ -33,6 +35,9 @@ BOT_USER = "U0BOT"
 BOT_ID = "B0BOT"
 UPDATE_LIMIT = 4_000  # chat.update answers msg_too_long at about this length
 TRANSIENT_FAULTS = ("internal_error", "fatal_error", "request_timeout", "http_500", "http_503")
+# What installing manifest.yml grants the bot token.
+MANIFEST = yaml.safe_load((Path(__file__).parents[2] / "manifest.yml").read_text())
+BOT_SCOPES = frozenset(MANIFEST["oauth_config"]["scopes"]["bot"])
 
 
 @dataclass
@@ -199,6 +204,8 @@ class FakeSlack(AgentSurfaces):
         self._faults = random.Random(7)
         self._faulted_last: dict[str, bool] = {}
         self.not_in_channel: set[str] = set()
+        # Granted to the bot token: Slack names them in the `x-oauth-scopes` header of every Web API answer.
+        self.scopes: set[str] = set(BOT_SCOPES)
         # Public channels the bot is not a member of: with chat:write.public it may post there, but Slack sends
         # it no events from them until it joins (conversations.join, scope channels:join).
         self.not_joined: set[str] = set()
@@ -277,6 +284,8 @@ class FakeSlack(AgentSurfaces):
             page = "<html>Slack is having trouble</html>"
             return web.Response(status=int(error[5:]), text=page, content_type="text/html")
         headers = {"Retry-After": str(self.retry_after)} if status == 429 else {}
+        if token == BOT_TOKEN:
+            headers["x-oauth-scopes"] = ",".join(sorted(self.scopes))
         return web.json_response(body, status=status, headers=headers)
 
     def _dispatch(self, method: str, args: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:

@@ -68,6 +68,10 @@ async def test_schema_types(database_url: str) -> None:
             ("messages", "reply_to", "bigint", None),
             ("messages", "slack_ts", "text", "C"),
             ("messages", "tokens", "integer", None),
+            ("notices", "at", "double precision", None),
+            ("usage", "answer_id", "bigint", None),
+            ("usage", "at", "double precision", None),
+            ("usage", "id", "bigint", None),
         ]
 
 

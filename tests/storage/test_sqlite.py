@@ -63,6 +63,8 @@ async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
                 "messages_activity",
                 "messages_by_conversation",
                 "messages_by_user",
+                "messages_reply_to",
+                "messages_retention",
                 "messages_slack_ts",
                 "messages_status",
             ]
@@ -83,7 +85,9 @@ async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
                 "feedback",
                 "messages",
                 "migrations",
+                "notices",
                 "slack_budget",  # PostgreSQL's shared Slack budget: created everywhere, used by PostgreSQL only
+                "usage",
             ]
         async with db.execute("SELECT name FROM migrations ORDER BY name") as cursor:
             assert [r[0] for r in await cursor.fetchall()] == [m.__name__ for m in MIGRATIONS]
