@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import sqlite3
-import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -38,9 +34,9 @@ from bot.storage.migrations import MIGRATIONS
 from tests.conftest import Harness, free_port
 from tests.fakes import mistral as fm
 from tests.fakes import slack as fs
+from tests.storage.conftest import database_url  # noqa: F401 (the fixture: a fresh schema per test)
 
 ROOT = Path(__file__).parent.parent
-SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 NAMES = [
     "Settings",
     "Personas file",
@@ -70,24 +66,6 @@ def env(
 ) -> dict[str, str]:
     """The settings the bot's own end-to-end tests run with, in HTTP mode or in Socket Mode."""
     return Harness(slack, mistral, tmp_path, request.param).base_env()
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    """A PostgreSQL URL whose tables live in a fresh schema of their own, dropped after the test."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"no PostgreSQL server for the tests: {exc}")
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    with admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield f"{SERVER}?options={quote(f'-c search_path={schema}')}"
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 async def doctor(env: dict[str, str]) -> tuple[int, dict[str, str]]:
@@ -181,7 +159,7 @@ async def test_a_database_not_created_yet_passes_and_stays_uncreated(env: dict[s
     assert not path.exists() and not list(path.parent.glob("bot.db*"))
 
 
-async def test_all_good_on_postgresql(env: dict[str, str], database_url: str) -> None:
+async def test_all_good_on_postgresql(env: dict[str, str], database_url: str) -> None:  # noqa: F811
     env["DATABASE_URL"] = database_url
     await migrate(env, ("C0TINY", Persona("Be brief.", ModelParams(model="tiny-test-model"), "tiny")))
 
@@ -400,7 +378,7 @@ async def test_a_schema_newer_than_the_bot(env: dict[str, str]) -> None:
     )
 
 
-async def test_an_empty_postgresql_database_passes_and_stays_empty(env: dict[str, str], database_url: str) -> None:
+async def test_an_empty_postgresql_database_passes_and_stays_empty(env: dict[str, str], database_url: str) -> None:  # noqa: F811
     env["DATABASE_URL"] = database_url
 
     status, lines = await doctor(env)
@@ -463,7 +441,7 @@ async def test_a_broken_personas_file(env: dict[str, str]) -> None:
     )
 
 
-async def test_no_line_ever_holds_a_secret(env: dict[str, str], database_url: str) -> None:
+async def test_no_line_ever_holds_a_secret(env: dict[str, str], database_url: str) -> None:  # noqa: F811
     """Good secrets and refused ones, and a password in DATABASE_URL: the checks themselves never quote them."""
     await migrate({**env, "DATABASE_URL": database_url})
     good = {**env, "DATABASE_URL": database_url.replace("postgres@", "postgres:trust-ignores-this-pw@")}

@@ -1,7 +1,7 @@
 """Usage figures as people read them: `/usage` in Slack (mrkdwn) and `python -m bot usage` (a table or CSV).
 
-Rows come from the store's usage queries (`bot.storage.UsageRow`); this module reads them through a protocol,
-so it stays free of the storage package. A key of None is a person or channel forgotten on request (their
+Rows are `UsageRow`s, the store's answer to its usage queries (defined here, as `bot.storage` takes its
+`Persona` from `bot.core`). A key of None is a person or channel forgotten on request (their
 figures stay, without their id), or the default persona.
 """
 
@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from bot.core.prices import money
 from bot.core.quotas import Limits
@@ -28,43 +28,25 @@ _SINCE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 
 
-class Row(Protocol):
-    @property
-    def key(self) -> str | None: ...
-    @property
-    def answers(self) -> int: ...
-    @property
-    def prompt_tokens(self) -> int: ...
-    @property
-    def completion_tokens(self) -> int: ...
-    @property
-    def cached_tokens(self) -> int: ...
-    @property
-    def cost(self) -> float: ...
-
-
 @dataclass(frozen=True)
-class Totals:
-    """The sum of some rows (a table's total line)."""
+class UsageRow:
+    """Usage summed over one key of a grouping, or over everything a filter selects (a total): the store's
+    answer to a usage query, and what this module prints."""
 
-    key: str | None
-    answers: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    cost: float
+    key: str | None  # the user, channel, model or persona summed (None: default persona, forgotten user, a total)
+    answers: int = 0  # model calls counted
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
 
-def tokens_of(row: Row) -> int:
-    return row.prompt_tokens + row.completion_tokens
-
-
-def total_of(rows: Sequence[Row]) -> Totals:
-    return Totals(
+def total_of(rows: Sequence[UsageRow]) -> UsageRow:
+    return UsageRow(
         key=None,
         answers=sum(r.answers for r in rows),
         prompt_tokens=sum(r.prompt_tokens for r in rows),
@@ -94,19 +76,19 @@ def label(by: str, key: str | None) -> str:
 _NUMERIC = ("answers", "prompt", "cached", "completion", "tokens", "cost")
 
 
-def _cells(first: str, row: Row, currency: str) -> list[str]:
+def _cells(first: str, row: UsageRow, currency: str) -> list[str]:
     return [
         first,
         f"{row.answers:,}",
         f"{row.prompt_tokens:,}",
         f"{row.cached_tokens:,}",
         f"{row.completion_tokens:,}",
-        f"{tokens_of(row):,}",
+        f"{row.tokens:,}",
         money(row.cost, currency),
     ]
 
 
-def table(rows: Sequence[Row], by: str, currency: str) -> str:
+def table(rows: Sequence[UsageRow], by: str, currency: str) -> str:
     """Aligned plain-text columns, one line per key, then a total line (the key column left-aligned)."""
     lines = [[by, *_NUMERIC]]
     lines += [_cells(label(by, r.key), r, currency) for r in rows]
@@ -123,7 +105,7 @@ def table(rows: Sequence[Row], by: str, currency: str) -> str:
     return "\n".join([render(lines[0]), rule, *body, rule, render(lines[-1])]) + "\n"
 
 
-def csv_text(rows: Sequence[Row], by: str) -> str:
+def csv_text(rows: Sequence[UsageRow], by: str) -> str:
     """CSV for spreadsheets: raw ids (empty for a forgotten key or the default persona), full-precision costs."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -136,7 +118,7 @@ def csv_text(rows: Sequence[Row], by: str) -> str:
                 r.prompt_tokens,
                 r.cached_tokens,
                 r.completion_tokens,
-                tokens_of(r),
+                r.tokens,
                 f"{r.cost:.6f}",
             ]
         )
@@ -157,18 +139,18 @@ def mention(by: str, key: str | None) -> str:
     return f"`{key}`"
 
 
-def figures(row: Row, currency: str) -> str:
+def figures(row: UsageRow, currency: str) -> str:
     answers = "1 answer" if row.answers == 1 else f"{row.answers:,} answers"
-    return f"{answers}, {tokens_of(row):,} tokens, {money(row.cost, currency)}"
+    return f"{answers}, {row.tokens:,} tokens, {money(row.cost, currency)}"
 
 
-def _token_detail(row: Row) -> str:
+def _token_detail(row: UsageRow) -> str:
     cached = f" ({row.cached_tokens:,} of them cached)" if row.cached_tokens else ""
     return f"{row.prompt_tokens:,} in{cached}, {row.completion_tokens:,} out"
 
 
 def personal_summary(
-    total: Row, *, month_label: str, currency: str, daily_tokens_used: int | None, limits: Limits
+    total: UsageRow, *, month_label: str, currency: str, daily_tokens_used: int | None, limits: Limits
 ) -> str:
     """The person's own figures this month, and today's tokens against their daily quota when there is one."""
     if total.answers:
@@ -189,18 +171,18 @@ def personal_summary(
     return "\n".join(lines)
 
 
-def _top(title: str, by: str, rows: Sequence[Row], currency: str) -> list[str]:
+def _top(title: str, by: str, rows: Sequence[UsageRow], currency: str) -> list[str]:
     if not rows:
         return []
     return [f"_{title}_", *(f"• {mention(by, r.key)}: {figures(r, currency)}" for r in rows)]
 
 
 def admin_summary(
-    channel_total: Row | None,
-    top_users_in_channel: Sequence[Row],
-    workspace_total: Row,
-    top_users: Sequence[Row],
-    top_channels: Sequence[Row],
+    channel_total: UsageRow | None,
+    top_users_in_channel: Sequence[UsageRow],
+    workspace_total: UsageRow,
+    top_users: Sequence[UsageRow],
+    top_channels: Sequence[UsageRow],
     *,
     currency: str,
     month_label: str,

@@ -36,8 +36,8 @@ PERSONA_USAGE = (
 USAGE_UNAVAILABLE = "I can't read the usage figures right now (the database is out of reach). Try again soon."
 
 
-def register(app: AsyncApp, conversations: Conversations, usage: UsageReports | None = None) -> None:
-    reports = usage or UsageReports.of(conversations)
+def register(app: AsyncApp, conversations: Conversations) -> None:
+    reports = UsageReports.of(conversations)
 
     @app.command("/ask")
     async def ask(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from bot.core.personas import Persona
+from bot.core.usage_report import UsageBy, UsageRow
 
 
 class Status(StrEnum):
@@ -170,23 +171,6 @@ class UsageRecord:
     at: float  # seconds since the epoch
 
 
-@dataclass(frozen=True)
-class UsageRow:
-    """Usage summed over one key of a grouping, or over everything a filter selects (a total)."""
-
-    key: str | None  # the user, channel, model or persona summed (None: default persona, forgotten user, a total)
-    answers: int  # model calls counted
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    cost: float
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-UsageBy = Literal["user", "channel", "model", "persona"]
 
 
 class Store(Protocol):

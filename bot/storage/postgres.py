@@ -235,27 +235,30 @@ class PostgresStore(SQLStore):
 
     async def _once(self, sql: str, args: Iterable[object], fetch: bool) -> Any:
         """One statement in autocommit, sent again once on a fresh connection if the first one was broken."""
+
+        async def statement(conn: AsyncConnection[Any]) -> Any:
+            cursor = await conn.execute(pg(sql), tuple(args))  # type: ignore[arg-type]
+            return await cursor.fetchall() if fetch else cursor.rowcount
+
+        return await self._on_a_connection(statement)
+
+    async def _atomically(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """`work` as one transaction, run again once on a fresh connection if the first one was broken."""
+
+        async def transaction(conn: AsyncConnection[Any]) -> T:
+            async with conn.transaction():
+                return await work(_PostgresTx(conn))
+
+        return await self._on_a_connection(transaction)
+
+    async def _on_a_connection(self, use: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """`use` a pooled connection; once more on a fresh one if that one was broken (a server restart leaves
+        every pooled connection broken, and the first use finds out). Out of reach → `StoreUnavailable`."""
         for attempt in (1, 2):
             conn: AsyncConnection[Any] | None = None
             try:
                 async with self._pool.connection() as conn:
-                    cursor = await conn.execute(pg(sql), tuple(args))  # type: ignore[arg-type]
-                    return await cursor.fetchall() if fetch else cursor.rowcount
-            except PoolTimeout as exc:
-                raise _out_of_reach(exc) from exc
-            except psycopg.OperationalError as exc:
-                await self._drop_broken()
-                if attempt == 2 or conn is None or not conn.broken:
-                    raise _out_of_reach(exc) from exc
-        raise AssertionError("unreachable")
-
-    async def _atomically(self, work: Callable[[Tx], Awaitable[T]]) -> T:
-        """`work` as one transaction, run again once on a fresh connection if the first one was broken (`_once`)."""
-        for attempt in (1, 2):
-            conn: AsyncConnection[Any] | None = None
-            try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    return await work(_PostgresTx(conn))
+                    return await use(conn)
             except PoolTimeout as exc:
                 raise _out_of_reach(exc) from exc
             except psycopg.OperationalError as exc:

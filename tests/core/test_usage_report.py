@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 
 import pytest
 
 from bot.core.quotas import Limits
 from bot.core.usage_report import (
+    UsageRow,
     admin_summary,
     csv_text,
     label,
@@ -17,22 +17,7 @@ from bot.core.usage_report import (
     table,
 )
 
-
-@dataclass(frozen=True)
-class Row:
-    """The shape of the store's UsageRow."""
-
-    key: str | None
-    answers: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cost: float = 0.0
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
+Row = UsageRow  # the store's rows
 
 ADA = Row("U0ADA", answers=12, prompt_tokens=30_000, completion_tokens=4_567, cached_tokens=10_000, cost=1.2345)
 BOB = Row("U0BOB", answers=1, prompt_tokens=800, completion_tokens=200, cost=0.0012)
