@@ -32,6 +32,13 @@ def answers(url: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def answer_parts(url: str) -> str:
+    """The Slack messages the first answer spans, as the database has them (a JSON list)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT slack_parts FROM messages WHERE role = 'assistant' ORDER BY id").fetchone()
+    return str(row[0]) if row else "[]"
+
+
 @pytest.mark.parametrize("mode", ["http", "socket"])
 async def test_a_replica_killed_mid_answer_has_its_answer_finished_by_another(
     slack: fs.FakeSlack,
@@ -53,6 +60,9 @@ async def test_a_replica_killed_mid_answer_has_its_answer_finished_by_another(
             timeout=20,
             message="the first part of the answer in Slack",
         )
+        # Killed once the store knows the message: a process killed between Slack's answer to its post and the
+        # save of that message's ts leaves a message nobody can find again (a known gap, not what this tests).
+        await until(lambda: answer_parts(database_url) != "[]", timeout=5, message="the message's ts in the store")
         assert await replicas.kill(0) == -9
         await until(lambda: answers(database_url)[-1][0] == "complete", timeout=30, message="the answer to finish")
 
