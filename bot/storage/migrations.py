@@ -245,7 +245,8 @@ async def m010_usage(db: Migrator) -> None:
     # Quotas sum a person's or a workspace's usage since the period began, before every answer.
     await db.execute("CREATE INDEX usage_by_user ON usage (team_id, user_id, at)")
     await db.execute("CREATE INDEX usage_by_team ON usage (team_id, at)")
-    # Admin notices (a budget 80% spent): the key makes each one claimed once per period by one replica.
+    # Notes sent once (the admins' budget alert per month, the private note on a mention where the bot is not
+    # enabled): the key makes each one claimed once, by one replica.
     await db.execute(
         f"""
         CREATE TABLE notices (
