@@ -27,10 +27,9 @@ from bot.core.quotas import (
     month_start,
 )
 from bot.core.routing import Incoming
-from bot.core.sse import Finish
 from bot.ports import SlackOut
 from bot.slack.api import RateLimited, SlackCallError
-from bot.storage import Store, StoreUnavailable, Turn, UsageRecord
+from bot.storage import Store, StoreUnavailable, Turn, Usage, UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ NOT_ALLOWED_NOTICE = "not-allowed"
 class Policy:
     """The admins' settings this module applies."""
 
-    access: Access = field(default_factory=lambda: Access(frozenset(), frozenset()))
+    access: Access = field(default_factory=Access)
     limits: Limits = field(default_factory=Limits)
     prices: Mapping[str, Price] | None = None  # None → every answer costs 0
     admins: frozenset[str] = frozenset()
@@ -56,15 +55,15 @@ class Admission:
         self.policy = policy
         self._clock = clock
 
-    def allows(self, message: Incoming) -> bool:
-        return self.policy.access.allows(message.channel_id, message.user_id)
+    def refusal(self, channel_id: str, user_id: str) -> str | None:
+        """The private note for someone the bot is not enabled for here; None when it may answer."""
+        return self.policy.access.note(channel_id, user_id)
 
-    async def refuse(self, message: Incoming) -> None:
+    async def refuse(self, message: Incoming, note: str) -> None:
         """A mention where the bot is not enabled: one private note, whichever replica gets which delivery."""
         ref = f"{message.channel_id}/{message.ts}"
         if not await self.store.claim_notice(message.team_id, NOT_ALLOWED_NOTICE, ref):
             return
-        note = self.policy.access.note(message.channel_id, message.user_id)
         thread = message.thread_ts if message.in_thread else None
         try:
             await self.out.ephemeral(message.team_id, message.channel_id, message.user_id, note, thread)
@@ -85,30 +84,26 @@ class Admission:
             spent = (await self.store.usage_total(since=month_start(now), team_id=team_id)).cost
         return check(limits, user_tokens_today=used_today, workspace_cost_month=spent, now=now)
 
-    async def record(self, turn: Turn, asker: str, model: str, finish: Finish | None) -> UsageRecord | None:
-        """Store the usage the model reported for this answer, with its cost; None when it reported none (or the
-        database is out of reach: the answer stands whatever happens here, so that is only logged)."""
+    async def record(self, turn: Turn, asker: str, model: str, usage: Usage) -> UsageRecord | None:
+        """Store the usage the model reported for this answer, with its cost; None when the database is out of
+        reach (the answer stands whatever happens here, so that is only logged)."""
         try:
-            record = await self._record(turn, asker, model, finish)
+            record = await self._record(turn, asker, model, usage)
         except StoreUnavailable as exc:
             log.warning("could not store the answer's usage (%s)", exc)
             return None
-        if record is not None:
-            log.info(
-                "answered: %d prompt (%d cached) + %d completion tokens of %s, %.6f %s",
-                record.prompt_tokens,
-                record.cached_tokens,
-                record.completion_tokens,
-                model,
-                record.cost,
-                self.policy.currency,
-            )
+        log.info(
+            "answered: %d prompt (%d cached) + %d completion tokens of %s, %.6f %s",
+            record.prompt_tokens,
+            record.cached_tokens,
+            record.completion_tokens,
+            model,
+            record.cost,
+            self.policy.currency,
+        )
         return record
 
-    async def _record(self, turn: Turn, asker: str, model: str, finish: Finish | None) -> UsageRecord | None:
-        if finish is None or finish.prompt_tokens is None or finish.completion_tokens is None:
-            return None
-        cached = finish.cached_tokens or 0
+    async def _record(self, turn: Turn, asker: str, model: str, usage: Usage) -> UsageRecord:
         price = price_for(model, self.policy.prices) if self.policy.prices is not None else None
         key = turn.conversation.key
         record = UsageRecord(
@@ -118,14 +113,14 @@ class Admission:
             answer_id=turn.answer_id,
             model=model,
             persona=turn.conversation.persona.name,
-            prompt_tokens=finish.prompt_tokens,
-            completion_tokens=finish.completion_tokens,
-            cached_tokens=cached,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
             cost=cost(
                 price,
-                prompt_tokens=finish.prompt_tokens,
-                completion_tokens=finish.completion_tokens,
-                cached_tokens=cached,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
             ),
             at=self._clock(),
         )

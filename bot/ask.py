@@ -47,9 +47,9 @@ async def ask(
     """
     if not conversations.accepting:
         return "I'm restarting right now; please ask again in a moment."
-    access = conversations.admission.policy.access
-    if not access.allows(channel_id, user_id):
-        return access.note(channel_id, user_id)
+    refusal = conversations.admission.refusal(channel_id, user_id)
+    if refusal is not None:
+        return refusal
     # What Slack showed nobody else yet: posted with REDACT's matches taken out, as the store keeps it.
     shown = f"<@{user_id}> asked:\n>{conversations.redact.redact(question)[0]}"
     note = None

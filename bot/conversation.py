@@ -129,9 +129,10 @@ class Conversations:
             return
         if not self.accepting:
             return
-        if not self.admission.allows(message):
+        refusal = self.admission.refusal(message.channel_id, message.user_id)
+        if refusal is not None:
             if decision.action is Action.ANSWER:  # a mention or a DM: told once; follow-ups: silence
-                await self.admission.refuse(message)
+                await self.admission.refuse(message, refusal)
             return
         key = ThreadKey(message.team_id, message.channel_id, message.thread_ts)
         if decision.action is Action.ANSWER_IF_KNOWN and await self.store.get_conversation(key) is None:
@@ -300,7 +301,8 @@ class Conversations:
                 usage = _usage(finish)
                 await answer.save(Status.COMPLETE, finish_reason=finish.reason if finish else None, usage=usage)
                 outcome = "complete"
-                await self.admission.record(turn, message.user_id, asked.model or "", finish)
+                if usage is not None:
+                    await self.admission.record(turn, message.user_id, asked.model or "", usage)
         except Stopped:
             outcome = "stopped"
             who = answer.stopped_by
@@ -381,4 +383,4 @@ def _usage(finish: Finish | None) -> Usage | None:
     if finish is None or finish.prompt_tokens is None or finish.completion_tokens is None:
         return None
     total = finish.total_tokens if finish.total_tokens is not None else finish.prompt_tokens + finish.completion_tokens
-    return Usage(finish.prompt_tokens, finish.completion_tokens, total)
+    return Usage(finish.prompt_tokens, finish.completion_tokens, total, finish.cached_tokens or 0)

@@ -52,8 +52,9 @@ async def summarize_thread(
     when it can read only part of the thread."""
     if not conversations.accepting:
         return RESTARTING
-    if not conversations.admission.policy.access.allows(channel_id, user_id):
-        return conversations.admission.policy.access.note(channel_id, user_id)
+    refusal = conversations.admission.refusal(channel_id, user_id)
+    if refusal is not None:
+        return refusal
     key = ThreadKey(team_id, channel_id, thread_ts)
     try:
         data = await read_thread(conversations.out, key)

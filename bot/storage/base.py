@@ -100,6 +100,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cached_tokens: int = 0  # of prompt_tokens, served by the model's prompt cache (kept in the usage table)
 
 
 @dataclass(frozen=True)
