@@ -10,7 +10,9 @@ thread of the process included.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import time
 from pathlib import Path
 
 VALGRIND = "valgrind"
@@ -62,7 +64,16 @@ async def stop_counting(pid: int, workdir: str) -> int:
     before = _dumps(workdir)
     await control(pid, "--dump=bench")
     await control(pid, "--instr=off")
-    return total_instructions(_newest(_dumps(workdir) - before).read_text(errors="replace"))
+    dump = _newest(_dumps(workdir) - before)
+    if keep := os.environ.get("BENCH_CALLGRIND_KEEP"):
+        _keep(dump, Path(keep), pid)
+    return total_instructions(dump.read_text(errors="replace"))
+
+
+def _keep(dump: Path, folder: Path, pid: int) -> None:
+    """A copy of the dump in `folder`, for `callgrind_annotate` (the run's own folder goes with the run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(dump, folder / f"callgrind.out.{pid}.{int(time.time())}")
 
 
 def _dumps(workdir: str) -> set[Path]:

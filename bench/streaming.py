@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,9 @@ async def _measure(
             _print_straggler(slack, event, replies + removed, finished)
     if os.environ.get("BENCH_VERBOSE"):
         print("  lags:", sorted(round(x, 2) for x in lags), file=sys.stderr)
+        methods = Counter(call.method for call in slack.calls[calls_before:])
+        by_method = {m: round(n / cfg.size, 2) for m, n in methods.most_common()}
+        print("  calls/answer by method:", by_method, file=sys.stderr)
     acks = [d.ack_s for d in deliveries if d.ack_s == d.ack_s]
     run = Run(
         startup_s=bots.startup_s,

@@ -14,10 +14,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 import bot.__main__ as entry
 from bot.config import Settings, load_settings
-from bot.logs import bind_answer, bound_answer, configure_logging
+from bot.logs import WEB_CLIENT_LOGGER, bind_answer, bound_answer, configure_logging
 from tests.conftest import Harness
 from tests.fakes import mistral as fm
 from tests.fakes import slack as fs
@@ -116,6 +117,25 @@ def test_at_debug_the_payload_stays(restored_logging: None) -> None:
     out = configured("DEBUG")
     logging.getLogger("slack_bolt.tests.debug").debug(f"request body: {PRIVATE}")
     assert PRIVATE in out.getvalue()
+
+
+@pytest.mark.parametrize(("level", "built"), [("INFO", False), ("DEBUG", True)])
+async def test_slack_sdk_writes_out_each_call_for_its_debug_line_only_at_debug(
+    restored_logging: None, slack: fs.FakeSlack, level: str, built: bool
+) -> None:
+    """slack_sdk formats every call's whole payload for a debug line when its logger's own level is unset (it
+    tests `logger.level`, not the effective level): at INFO that was an eighth of each call's CPU, for nothing."""
+    logger = logging.getLogger(WEB_CLIENT_LOGGER)
+    before = logger.level
+    try:
+        out = configured(level)
+        client = AsyncWebClient(token=fs.BOT_TOKEN, base_url=slack.api_url)
+        assert client.logger is logger
+        assert (await client.api_call("auth.test"))["ok"]
+        assert (logger.level <= logging.DEBUG) is built  # the library's own test, before it builds the line
+        assert ("Sending a request" in out.getvalue()) is built
+    finally:
+        logger.setLevel(before)
 
 
 # secrets --------------------------------------------------------------------------------------------------

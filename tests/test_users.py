@@ -1,7 +1,9 @@
-"""The user directory's cache: bounded in size (least recently used names go first) and in age (renames show)."""
+"""The user directory's cache: bounded in size (least recently used names go first) and in age (renames show);
+unknown IDs remembered, overlapping look-ups shared."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bot.slack.api import RateLimited, SlackCallError
@@ -23,6 +25,14 @@ class FakeSlackApi:
         if user in self.failing:
             raise self.failing[user]
         return {"ok": True, "user": {"id": user, "profile": {"display_name": self.names[user]}}}
+
+
+class SlowSlackApi(FakeSlackApi):
+    """Answers after a moment, as Slack does: look-ups that overlap can be seen overlapping."""
+
+    async def call(self, team_id: str, method: str, *, retry_rate_limited: bool = True, **payload: Any) -> dict:
+        await asyncio.sleep(0.05)
+        return await super().call(team_id, method, retry_rate_limited=retry_rate_limited, **payload)
 
 
 class Clock:
@@ -88,14 +98,48 @@ async def test_an_expired_name_is_kept_when_slack_cannot_say() -> None:
     assert await users.name("T1", "U1") == "Ada L."  # and it is asked again next time
 
 
-async def test_an_unknown_name_falls_back_to_the_id_and_is_not_cached() -> None:
+async def test_an_id_slack_does_not_know_stands_for_its_name_for_a_while() -> None:
     api = FakeSlackApi({"U1": "Ada"})
     api.failing["U1"] = SlackCallError("users.info", "user_not_found")
+    clock = Clock()
+    users = directory(api, unknown_ttl=3600.0, clock=clock)
+    assert await users.name("T1", "U1") == "U1"
+    assert await users.name("T1", "U1") == "U1"
+    assert api.calls == ["U1"]  # remembered: every turn of that person would ask again otherwise
+    del api.failing["U1"]
+    clock.now = 3601.0
+    assert await users.name("T1", "U1") == "Ada"
+    assert api.calls == ["U1", "U1"]
+
+
+async def test_a_failed_look_up_is_not_remembered() -> None:
+    api = FakeSlackApi({"U1": "Ada"})
+    api.failing["U1"] = SlackCallError("users.info", "internal_error", transient=True)
     users = directory(api)
     assert await users.name("T1", "U1") == "U1"
     assert len(users) == 0
     del api.failing["U1"]
     assert await users.name("T1", "U1") == "Ada"
+
+
+async def test_answers_that_need_one_name_at_once_share_one_look_up() -> None:
+    api = SlowSlackApi({"U1": "Ada", "U2": "Grace"})
+    users = directory(api)
+    names = await asyncio.gather(*(users.name("T1", "U1") for _ in range(24)), users.name("T1", "U2"))
+    assert names == ["Ada"] * 24 + ["Grace"]
+    assert sorted(api.calls) == ["U1", "U2"]
+
+
+async def test_an_asker_cancelled_leaves_the_look_up_to_the_others() -> None:
+    api = SlowSlackApi({"U1": "Ada"})
+    users = directory(api)
+    first = asyncio.create_task(users.name("T1", "U1"))
+    second = asyncio.create_task(users.name("T1", "U1"))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second == "Ada"
+    assert first.cancelled() and api.calls == ["U1"]
+    assert await users.name("T1", "U1") == "Ada" and api.calls == ["U1"]
 
 
 async def test_the_same_user_id_in_two_workspaces_is_two_entries() -> None:
@@ -107,8 +151,6 @@ async def test_the_same_user_id_in_two_workspaces_is_two_entries() -> None:
 
 
 async def test_a_lookup_stuck_behind_a_rate_limit_pause_falls_back_to_the_id_quickly() -> None:
-    import asyncio
-
     from bot import users
 
     class Paused:

@@ -110,16 +110,30 @@ class Pacer:
             return 0
         return owed
 
-    def _reserve(self, key: str, waiter: _Waiter, now: float) -> int:
+    def _reserve(self, key: str, urgent: bool, now: float) -> int:
         """Slots of the window that intermediate updates leave free: one per answer owed a final text, every
         replica's."""
-        if waiter.urgent:
+        if urgent:
             return 0
         owed = self._owed_here(key) + self.owed_elsewhere(key, now)
         return min(owed, self.budget.limit(key).calls // 2)
 
+    def take_free(self, key: str, *, urgent: bool) -> bool:
+        """Take a slot on `key` if one is free now and nobody waits for it: what `acquire` would decide at
+        once, without its queue (most calls find a free slot: this is their whole cost). Never with a shared
+        budget, which only a round trip can answer."""
+        if self._shared is not None or self._waiters.get(key):
+            return False
+        now = self._clock()
+        if self.budget.wait_time(key, now, reserve=self._reserve(key, urgent, now)) > 0:
+            return False
+        self.budget.record(key, now)
+        return True
+
     async def acquire(self, key: str, *, urgent: bool, priority: Callable[[], float] = lambda: 0.0) -> None:
         """Wait for a slot on `key`; urgent waiters first, then by `priority` (highest first)."""
+        if self.take_free(key, urgent=urgent):
+            return
         waiter = _Waiter(urgent, priority, self._clock())
         queue = self._waiters.setdefault(key, [])
         queue.append(waiter)
@@ -129,7 +143,7 @@ class Pacer:
                 changed.notify_all()
                 while True:
                     now = self._clock()
-                    reserve = self._reserve(key, waiter, now)
+                    reserve = self._reserve(key, waiter.urgent, now)
                     delay = self.budget.wait_time(key, now, reserve=reserve)
                     if delay <= 0 and min(queue, key=_Waiter.rank) is waiter:
                         if self._shared is None:
@@ -140,7 +154,7 @@ class Pacer:
                         if await self._take_shared(key, now, reserve):
                             return
                         now = self._clock()
-                        delay = self.budget.wait_time(key, now, reserve=self._reserve(key, waiter, now))
+                        delay = self.budget.wait_time(key, now, reserve=self._reserve(key, waiter.urgent, now))
                         delay = max(delay, REFUSED_WAIT)
                     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
                     # arrives as the condition is notified, and a cancelled waiter would then take a slot.
@@ -170,6 +184,10 @@ class Pacer:
     async def intermediate_slot(self, key: str, *, priority: Callable[[], float], until: asyncio.Event) -> bool:
         """A slot for an intermediate update, unless `until` is set first (the answer finished: its final
         text takes another path). True when the slot is held."""
+        if until.is_set():
+            return False
+        if self.take_free(key, urgent=False):
+            return True
         slot = asyncio.ensure_future(self.acquire(key, urgent=False, priority=priority))
         finished = asyncio.ensure_future(until.wait())
         try:

@@ -67,6 +67,7 @@ class StreamedMessage:
         self.opens_in_code = opens_in_code
         self.started = started  # on the answer's clock, just before chat.startStream: Slack expires it from then
         self.markdown = ""  # what Slack has been sent (a reopened code fence, then the answer's text)
+        self.stopped = False  # stopped by the call that showed the end of the text
 
     @classmethod
     async def open(cls, answer: Answer, start: int, opens_in_code: bool = False) -> StreamedMessage | str:
@@ -115,9 +116,13 @@ class StreamedMessage:
         return ends_in_code(head, opens_in_code=self.opens_in_code)
 
     async def show(self, rest: str, *, final: bool) -> None:
+        if final and await self._stop_with(rest):
+            return
         await self._append(rest, final=final)
 
     async def end(self) -> None:
+        if self.stopped:
+            return  # the stop carried the end of the text and the controls
         controls = self.answer.final_controls()
         try:
             stopped = await self.stop(controls)
@@ -140,6 +145,34 @@ class StreamedMessage:
         if self.next_opens_in_code(head):
             await self._call("chat.appendStream", urgent=True, markdown_text="\n```")
         await self.stop()
+
+    async def _stop_with(self, rest: str) -> bool:
+        """Show the rest of the text with the stop, and the final controls under it: one call where an append
+        and a stop would be two. Only when a stop slot is free now: the final text never waits for Tier 2
+        (a 429 leaves it to an append too). False: nothing was sent."""
+        a = self.answer
+        remaining = (self._fence() + rest)[len(self.markdown) :]
+        if not remaining or len(remaining) > APPEND_LIMIT:
+            return False
+        if not a.api.pacer(a.team_id).take_free("chat.stopStream", urgent=True):
+            return False
+        controls = a.final_controls()
+        extra: dict[str, Any] = {"blocks": controls} if controls else {}
+        try:
+            await self._call(
+                "chat.stopStream",
+                urgent=True,
+                api=True,
+                slot_held=True,
+                retry_rate_limited=False,
+                markdown_text=remaining,
+                **extra,
+            )
+        except RateLimited:
+            return False
+        self.markdown += remaining
+        self.stopped = True
+        return True
 
     async def stop(self, controls: Sequence[Block] = ()) -> bool:
         """Stop the stream, with the answer's final `controls` under it; raises `StreamStopped` when a person did.

@@ -56,17 +56,28 @@ async def test_passing_slack_failures_are_retried_and_the_answer_completes(
     assert pacer.answers_in_flight == 0 and pacer.native_in_flight == 0
 
 
-@pytest.mark.parametrize("mode", ["update", "native"])
+@pytest.mark.parametrize(
+    ("mode", "method"),
+    [
+        ("update", "chat.postMessage"),  # the first text is the final one: its message is posted with it
+        ("native", "chat.stopStream"),  # the stop carries the end of the text when a stop slot is free
+        ("native", "chat.appendStream"),  # else an append does, and the stop follows
+    ],
+)
 async def test_the_final_text_survives_failures_at_the_very_end(
-    slack: fs.FakeSlack, api: SlackApi, mode: str
+    slack: fs.FakeSlack, api: SlackApi, mode: str, method: str
 ) -> None:
+    if method == "chat.appendStream":
+        api.pacer(TEAM).budget.rate_limited("chat.stopStream", api.pacer(TEAM).now(), 0.5)  # no stop slot now
     w = writer(api, mode, min_interval=60)  # no intermediate update: the final text is the only one
     await w.start()
     w.append("the whole answer")
-    method = "chat.update" if mode == "update" else "chat.appendStream"
     slack.errors[method] = deque(["internal_error", "http_503"])
     await w.finish()
     assert shown(slack) == "the whole answer"
+    assert [c.error for c in slack.calls_to(method)][:2] == ["internal_error", "http_503"]  # the fake did fail it
+    await w._writers.close(grace=10)
+    assert not any(m.streaming for m in slack.bot_replies(CHANNEL, THREAD))
 
 
 async def test_a_native_writer_that_slack_breaks_says_so_and_frees_its_stream(
@@ -153,6 +164,8 @@ async def test_a_complete_answer_does_not_wait_for_its_stream_to_be_stopped(slac
     w.append("all of it")
     await asyncio.wait_for(w.finish(), 5)  # returns once the text is visible
     assert shown(slack) == "all of it"
+    [refused] = slack.calls_to("chat.stopStream")  # the stop was to carry the text: an append took it instead
+    assert refused.status == 429 and refused.args["markdown_text"] == "all of it"
     [reply] = slack.bot_replies(CHANNEL, THREAD)
     assert reply.streaming
     slack.limits.pop("chat.stopStream")
@@ -211,7 +224,9 @@ async def test_a_stream_ended_mid_word_continues_with_that_whole_word(
     if error == "message_not_in_streaming_state":
         slack.bot_replies(CHANNEL, THREAD)[0].stream_started -= slack.stream_ttl  # Slack expired it
     else:
-        slack.errors["chat.appendStream"] = deque([error])  # Slack's limit is lower than we know
+        # Slack's limit is lower than we know: for the call that carries the rest, an append or the stop
+        slack.errors["chat.appendStream"] = deque([error])
+        slack.errors["chat.stopStream"] = deque([error])
     w.append("03 w00004\nw00005")
     await w.finish()
     await w._writers.close(grace=10)
