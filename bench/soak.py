@@ -3,10 +3,12 @@
     python -m bench.streaming --soak 1000 --modes update          # 1000 answers in waves of 24
 
 Questions come in waves (`--wave`, 24 by default) of short answers (120 characters) streamed fast (600
-characters a second), the next wave once every answer of the last is complete. The bot's VmRSS is read after
-the warm-up and after every wave. Slack's tiers stay enforced, and the bot paces itself to them: every answer
-needs a final chat.update (or a repost and a chat.delete), both Tier 3 (50 a minute), so the bot answers at
-most about 100 questions a minute whatever the model's pace, and 1000 answers take ten minutes or more.
+characters a second), the next wave once every answer of the last is complete. The warm-up is one question,
+then one wave that is not counted (the working set of a first burst is not growth); the bot's VmRSS is read
+after each, and after every wave of the N answers measured. Slack's tiers stay enforced, and the bot paces
+itself to them: every answer needs a final chat.update (or a repost and a chat.delete), both Tier 3 (50 a
+minute), so the bot answers at most about 100 questions a minute whatever the model's pace, and 1000 answers
+take ten minutes or more.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class Soak:
     wave: int
     chars: int
     startup_s: float = float("nan")
-    samples: list[Sample] = field(default_factory=list)  # the first one after the warm-up
+    warm_rss_mb: float = float("nan")  # after the one warm-up question, before the warm-up wave
+    samples: list[Sample] = field(default_factory=list)  # the first one after the warm-up wave
     peak_mb: float = float("nan")
     complete: int = 0
     calls: int = 0
@@ -100,34 +103,46 @@ async def soak(slack_mode: str, mode: str, target: int, wave: int, chars: int, p
     try:
         with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
             bot = BotProcess(slack, model, slack_mode, mode, tmp)
+
+            async def answer_wave(first: int, size: int) -> int:
+                """Questions `first`… at once; how many answers are complete once the wave ends."""
+                expected = [answer_text(chars, first + i) for i in range(size)]
+                for text in expected:
+                    model.queue(script_for(text, pace))
+                channels = [f"C0SOAK{(first + i) % CHANNELS}" for i in range(size)]
+                events = [mention(slack, c, question(first + i)) for i, c in enumerate(channels)]
+                await bot.deliver_all(events)
+                answers, threads = set(expected), {(e["channel"], e["ts"]) for e in events}
+
+                def wave_done() -> bool:
+                    shown = shown_texts(slack, threads)
+                    return not bot.alive or (
+                        all(shown.get(t) in answers for t in threads) and not open_streams(slack, threads)
+                    )
+
+                await wait_for(wave_done, WAVE_LIMIT, 0.1)
+                shown = shown_texts(slack, threads)
+                return sum(shown.get(t) in answers for t in threads)
+
             try:
                 await bot.spawn(START_LIMIT)
                 result.startup_s = bot.startup_s
                 await warm_up(bot, START_LIMIT)
+                # A first wave, not counted: memory is measured from a process that has met the load it is
+                # measured under (the first burst's working set is not growth).
+                result.warm_rss_mb = status_mb(bot.pid, "VmRSS")
+                if await answer_wave(target, wave) < wave:
+                    raise BenchError(f"the warm-up wave was not answered within {WAVE_LIMIT:.0f} s")
                 await asyncio.sleep(2.5)  # let the warm-up's last calls land
                 calls_before, limited_before = len(slack.calls), slack.rate_limited
                 result.samples.append(Sample(0, status_mb(bot.pid, "VmRSS"), cpu_seconds(bot.pid), time.monotonic()))
                 n = 0
                 while n < target:
                     size = min(wave, target - n)
-                    expected = [answer_text(chars, n + i) for i in range(size)]
-                    for text in expected:
-                        model.queue(script_for(text, pace))
-                    events = [mention(slack, f"C0SOAK{(n + i) % CHANNELS}", question(n + i)) for i in range(size)]
-                    await bot.deliver_all(events)
-                    answers, threads = set(expected), {(e["channel"], e["ts"]) for e in events}
-
-                    def wave_done(answers: set[str] = answers, threads: set[tuple[str, str]] = threads) -> bool:
-                        shown = shown_texts(slack, threads)
-                        done = all(shown.get(t) in answers for t in threads) and not open_streams(slack, threads)
-                        return not bot.alive or done
-
-                    await wait_for(wave_done, WAVE_LIMIT, 0.1)
+                    done = await answer_wave(n, size)
                     if not bot.alive:
                         result.stopped = f"the bot exited with status {bot.returncode}"
                         break
-                    shown = shown_texts(slack, threads)
-                    done = sum(shown.get(t) in answers for t in threads)
                     result.complete += done
                     n += size
                     sample = Sample(n, status_mb(bot.pid, "VmRSS"), cpu_seconds(bot.pid), time.monotonic())
@@ -161,7 +176,8 @@ HEADER = (
     "wave",
     "chars",
     "start-up s",
-    "RSS warm MB",
+    "RSS after 1 question MB",
+    "RSS after warm-up wave MB",
     "RSS at N/2 MB",
     "RSS at N MB",
     "MB/100 answers (2nd half)",
@@ -182,6 +198,7 @@ def row(s: Soak) -> str:
         str(s.wave),
         str(s.chars),
         f"{s.startup_s:.2f}",
+        f"{s.warm_rss_mb:.1f}",
         f"{s.samples[0].rss_mb:.1f}",
         f"{s.at(s.answered // 2).rss_mb:.1f}",
         f"{s.samples[-1].rss_mb:.1f}",
@@ -201,7 +218,10 @@ async def main(args: argparse.Namespace) -> None:
 
     chars, pace = args.chars or CHARS, args.pace or PACE
     sources = describe_setup(args, chars, pace)
-    print(f"soak: {args.soak} answers in waves of {args.wave}; RSS (VmRSS) read after the warm-up and every wave")
+    print(
+        f"soak: {args.soak} answers in waves of {args.wave}, after a warm-up of a question and a wave; "
+        "RSS (VmRSS) read after each and after every wave"
+    )
     print("| " + " | ".join(HEADER) + " |\n|" + "---|" * len(HEADER), flush=True)
     first = sources
     for slack_mode in args.slack_modes:

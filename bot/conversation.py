@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +20,7 @@ from bot.admission import Admission, Policy
 from bot.agent_view import set_thread_title
 from bot.answer import Answer, LeaseLost, Stopped
 from bot.context import FileReader, ThreadContext
+from bot.core.recent import RecentKeys
 from bot.core.redact import Redactor, withheld_note
 from bot.core.routing import Action, Incoming, classify_event
 from bot.core.slack_text import strip_leading_mention
@@ -51,8 +52,10 @@ from bot.users import UserDirectory
 
 log = logging.getLogger(__name__)
 
-# Recently claimed messages remembered in memory, so a mention's twin event costs no store transaction.
-RECENT_CLAIMS = 10_000
+# Messages this process claimed are remembered for a while, so that a mention's twin event (the app_mention and
+# the message event come moments apart) costs no store transaction; the store's claim catches anything later.
+CLAIMS_REMEMBERED_SECONDS = 120.0
+RECENT_CLAIMS = 10_000  # and at most this many, whatever the pace
 # Claiming a message must be done (or refused, so that Slack sends it again) within Slack's 3 s deadline.
 CLAIM_DEADLINE = 2.5
 
@@ -105,7 +108,7 @@ class Conversations:
         self.order = ThreadOrder(store, patience=total_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         # Messages this process claimed lately; the store's unique claim stays the authority (restarts, replicas).
-        self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._claimed: RecentKeys[tuple[str, str, str]] = RecentKeys(CLAIMS_REMEMBERED_SECONDS, RECENT_CLAIMS)
         self._answering: dict[int, Answer] = {}  # answers in flight, by answer id (what Stop finds)
         self.accepting = True
         self._handing_over = False  # stopping: answers still in flight go to another process, not to a note
@@ -149,9 +152,7 @@ class Conversations:
             text, withheld = self.redact.redact(message.text)
             message = replace(message, text=text, withheld=tuple(withheld.items()))
         turn = await self._claim(key, message)
-        self._claimed[seen] = None
-        while len(self._claimed) > RECENT_CLAIMS:
-            self._claimed.popitem(last=False)
+        self._claimed.add(seen)
         if turn is None:
             log.debug("message %s in %s already claimed", message.ts, message.channel_id)
             return None
@@ -339,6 +340,7 @@ class Conversations:
             log.exception("unexpected error answering %s in %s", message.ts, key.channel_id)
             await self.endings.with_note(answer, UNEXPECTED_NOTE, retry=True)
         finally:
+            writer.on_progress = None  # the writer's link back to the answer: no reference cycle outlives it
             self._answering.pop(turn.answer_id, None)
             self.metrics.answer_finished(outcome, time.monotonic() - began)
 

@@ -20,7 +20,7 @@ import httpx
 
 from bot.core.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 from bot.core.sse import DONE, Delta, Finish, SSEParser, read_chunk
-from bot.paced_http import PacedTransport
+from bot.paced_http import PacedTransport, streamed
 
 if TYPE_CHECKING:
     from bot.metrics import Metrics
@@ -229,7 +229,7 @@ class MistralClient:
     async def _stream_once(self, body: dict[str, Any]) -> AsyncIterator[Delta | Finish]:
         finished = responded = False
         try:
-            async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+            async with streamed(self._http, "POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     raw = await response.aread()
                     raise status_error(

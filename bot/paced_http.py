@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from aiohttp import ClientResponse
@@ -64,3 +66,21 @@ class PacedTransport(AiohttpTransport):
             request=request,
             extensions=response.extensions,
         )
+
+
+CLOSED = httpx.ByteStream(b"")  # what a closed response's stream becomes: nothing left to read
+
+
+@asynccontextmanager
+async def streamed(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    """`client.stream(...)`, but the response is unbound from its stream once closed. httpx 0.28 binds every
+    response's stream back to the response (to time it): a reference cycle per request, which only the cyclic
+    garbage collector frees, late and a burst at a time (encode/httpx#3733)."""
+    response = await client.send(client.build_request(method, url, **kwargs), stream=True)
+    try:
+        yield response
+    finally:
+        try:
+            await response.aclose()
+        finally:
+            response.stream = CLOSED

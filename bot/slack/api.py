@@ -143,11 +143,12 @@ class SlackApi:
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
             error = data.get("error")
             if status >= 500 or not isinstance(error, str):
-                failure = SlackCallError(method, str(error or f"http_{status}"), transient=True)
+                error, transient = str(error or f"http_{status}"), True
             else:
-                failure = SlackCallError(method, error, transient=error in TRANSIENT_ERRORS)
-            self._count(method, failure.error)
-            raise failure from None
+                transient = error in TRANSIENT_ERRORS
+            self._count(method, error)
+            # Raised, never kept in a local: a frame holding its own exception is a reference cycle.
+            raise SlackCallError(method, error, transient=transient) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._count(method, "unreachable")
             raise SlackCallError(method, f"unreachable: {type(exc).__name__}", transient=True) from None

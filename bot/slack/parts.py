@@ -14,6 +14,7 @@ messages of a long answer. A stream gets the final controls with its chat.stopSt
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -63,6 +64,22 @@ class Answer(Protocol):
         ...
 
 
+class OfAnswer:
+    """A message's link back to the writer of its answer. The writer holds its messages, so a strong link
+    back would make every answer a reference cycle: freed only by the cyclic garbage collector's rare full
+    passes, a burst of answers at a time, which leaves the allocator's memory fragmented and growing."""
+
+    def __init__(self, answer: Answer) -> None:
+        self._answer = weakref.ref(answer)
+
+    @property
+    def answer(self) -> Answer:
+        answer = self._answer()
+        if answer is None:
+            raise ReferenceError("the writer of this message is gone")
+        return answer
+
+
 class Part(Protocol):
     ts: str  # "" until the message is posted
     start: int  # where in the answer's display text this message begins
@@ -88,7 +105,7 @@ class Part(Protocol):
         ...
 
 
-class UpdatedMessage:
+class UpdatedMessage(OfAnswer):
     """A message edited with chat.update. Made unposted (`ts` ""), its first text is posted: one call, not a
     placeholder and then an edit."""
 
@@ -97,7 +114,7 @@ class UpdatedMessage:
     count = "answers_in_flight"
 
     def __init__(self, answer: Answer, ts: str, start: int, opens_in_code: bool = False) -> None:
-        self.answer = answer
+        super().__init__(answer)
         self.ts = ts
         self.start = start
         self.shown: tuple[str, list[Block]] | None = None  # the text and blocks Slack shows, when known

@@ -16,7 +16,7 @@ from typing import Any
 from bot.core.splitting import ends_in_code, stream_append_end, stream_cut, stream_rollover
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import MARKDOWN_LIMIT, Block, fallback_text, markdown
-from bot.slack.parts import Answer
+from bot.slack.parts import Answer, OfAnswer
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,13 @@ class StreamStopped(Exception):
         self.stream = stream
 
 
-class StreamedMessage:
+class StreamedMessage(OfAnswer):
     streamed = True
     method = "chat.appendStream"
     count = "native_in_flight"
 
     def __init__(self, answer: Answer, ts: str, start: int, opens_in_code: bool, started: float) -> None:
-        self.answer = answer
+        super().__init__(answer)
         self.ts = ts
         self.start = start
         self.opens_in_code = opens_in_code
@@ -222,7 +222,7 @@ class StreamedMessage:
         return fallback_text(self.markdown) or "…"
 
 
-class StoppedStream:
+class StoppedStream(OfAnswer):
     """A stream a person stopped in Slack. It keeps the text it showed; its final text (a note, the controls)
     replaces it through chat.update, in a markdown block as the stream rendered it (up to 12,000 characters,
     more than a section takes)."""
@@ -232,7 +232,7 @@ class StoppedStream:
     count = "answers_in_flight"
 
     def __init__(self, answer: Answer, stream: StreamedMessage) -> None:
-        self.answer = answer
+        super().__init__(answer)
         self.ts = stream.ts
         self.start = stream.start
         self.opens_in_code = stream.opens_in_code

@@ -39,6 +39,8 @@ from bot.storage.queries import (
 )
 from bot.storage.sql_store import SQLStore
 
+CACHE_KIB = 512  # SQLite's page cache for the process's one connection
+
 
 async def _to_the_end(work: Awaitable[None]) -> None:
     """Await `work` until it is done even if the caller is cancelled meanwhile; then re-raise the cancellation."""
@@ -90,6 +92,9 @@ class SQLiteStore(SQLStore):
         await db.execute("PRAGMA busy_timeout=5000")
         # With WAL, NORMAL survives process crashes and skips an fsync per commit (answers save often).
         await db.execute("PRAGMA synchronous=NORMAL")
+        # SQLite's page cache (2 MB by default) fills as the database grows, and the process's memory with it. An
+        # answer reads and writes a few dozen pages; the rest come from the system's file cache at a read each.
+        await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         await migrate(db)
         return cls(db, owner=owner, lease_seconds=lease_seconds)
 

@@ -12,6 +12,7 @@ from bot.core.personas import Persona
 from bot.storage import NewMessage, SQLiteStore, Status, ThreadKey, Usage
 from bot.storage.migrations import MIGRATIONS
 from bot.storage.queries import HISTORY_QUERY
+from bot.storage.sqlite import CACHE_KIB
 from tests.storage.conftest import AnyStore
 
 KEY = ThreadKey("T1", "C1", "1700000100.000001")
@@ -93,6 +94,10 @@ async def test_schema_after_migrating_a_fresh_database(tmp_path: Path) -> None:
             assert [r[0] for r in await cursor.fetchall()] == [m.__name__ for m in MIGRATIONS]
         async with db.execute("PRAGMA journal_mode") as cursor:
             assert (await cursor.fetchone())[0] == "wal"  # type: ignore[index]
+
+
+async def test_the_page_cache_is_bounded_whatever_the_databases_size(sqlite_store: SQLiteStore) -> None:
+    assert await sqlite_store._rows("PRAGMA cache_size", ()) == [(-CACHE_KIB,)]  # KiB, not SQLite's 2 MB
 
 
 async def test_migrations_run_once(tmp_path: Path) -> None:
