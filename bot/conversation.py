@@ -340,7 +340,7 @@ class Conversations:
             log.exception("unexpected error answering %s in %s", message.ts, key.channel_id)
             await self.endings.with_note(answer, UNEXPECTED_NOTE, retry=True)
         finally:
-            writer.on_progress = None  # the writer's link back to the answer: no reference cycle outlives it
+            writer.release()  # no reference cycle outlives the answer
             self._answering.pop(turn.answer_id, None)
             self.metrics.answer_finished(outcome, time.monotonic() - began)
 

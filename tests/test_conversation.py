@@ -75,6 +75,7 @@ class FakeWriter:
     finish_gate: asyncio.Event | None = None  # set: finish() waits here
     finishing: bool = False
     appends: int = 0
+    released: bool = False  # the turn let go of it
     ts: str = "1700000099.000100"  # the answer's Slack message
 
     @property
@@ -114,6 +115,10 @@ class FakeWriter:
 
     async def abort(self) -> None:
         self.aborted = True
+
+    def release(self) -> None:
+        self.on_progress = None
+        self.released = True
 
 
 class FakeWriters:
@@ -236,6 +241,7 @@ async def test_a_complete_answer_is_shown_and_stored(world: World) -> None:
     assert writer.text == "Hello Ada" and writer.notes == []
     assert await world.answers() == [("complete", "Hello Ada")]
     assert world.model.bodies[0]["messages"][0] == {"role": "system", "content": "be brief"}
+    assert writer.released and writer.on_progress is None  # the turn let go of it: no cycle outlives the answer
 
 
 async def test_a_message_is_answered_once(world: World) -> None:

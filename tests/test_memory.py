@@ -9,17 +9,20 @@ fakes, and then looks for anything of those answers still alive.
 from __future__ import annotations
 
 import gc
+import logging
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import pytest
 
 from bot.answer import Answer
+from bot.notes import STOPPED_IN_SLACK
 from bot.slack.answer_writer import AnswerWriter
 from bot.slack.parts import UpdatedMessage
 from bot.slack.streams import StoppedStream, StreamedMessage
-from tests.conftest import Harness
+from tests.conftest import Harness, until
 from tests.fakes.mistral import Script
 from tests.fakes.slack import BOT_USER
 
@@ -34,6 +37,15 @@ def left_over() -> list[object]:
         for o in gc.get_objects()
         if isinstance(o, KINDS) or (isinstance(o, httpx.Response) and o.request.url.path == "/v1/chat/completions")
     ]
+
+
+def forget_log_records() -> None:
+    """pytest keeps every log record of a test, and a record keeps its arguments: a logged error, and through its
+    traceback the answer it ended. The bot's own handler writes a record and lets it go."""
+    for handler in logging.getLogger().handlers:
+        records = getattr(handler, "records", None)
+        if isinstance(records, list):
+            records.clear()
 
 
 @contextmanager
@@ -85,4 +97,34 @@ async def test_slack_failures_on_the_way_leave_nothing_for_the_cyclic_collector(
         await h.settle()
         [reply] = h.slack.bot_replies(CHANNEL, event["ts"])
         assert reply.text == "Brie is soft." and not h.slack.errors["chat.update"]  # both failures were met
+        assert not left_over()
+
+
+async def test_a_broken_model_stream_leaves_nothing_for_the_cyclic_collector(
+    http_harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = http_harness
+    await h.start()
+    with no_cyclic_collector():
+        h.mistral.queue(Script(chunks=["one ", "two ", "three"], cut_after=2))
+        event = await ask(h, "count")
+        await h.settle()
+        [reply] = h.slack.bot_replies(CHANNEL, event["ts"])
+        assert "one two" in reply.blocks_text() and "three" not in reply.blocks_text()  # a note ends it
+        assert "model error" in caplog.text
+        forget_log_records()
+        assert not left_over()
+
+
+async def test_a_stream_stopped_in_slack_leaves_nothing_for_the_cyclic_collector(http_harness: Harness) -> None:
+    h = http_harness
+    await h.start(SLACK_STREAMING="native")
+    with no_cyclic_collector():
+        h.mistral.queue(Script(chunks=[f"word{i} " for i in range(200)], delay=0.1))
+        event = await ask(h, "count slowly")
+        reply = await until(lambda: next(iter(h.slack.bot_replies(CHANNEL, event["ts"])), None), message="a stream")
+        await until(lambda: "word3" in reply.text, message="some streamed text")
+        h.slack.stop_stream_by_user(CHANNEL, reply.ts, "U0ADA")
+        await h.settle()
+        await until(lambda: STOPPED_IN_SLACK in reply.blocks_text(), message="the stopped note")
         assert not left_over()

@@ -91,6 +91,7 @@ class AnswerWriter:
         self._finished = asyncio.Event()
         self._visible = asyncio.Event()  # the final text is visible in Slack
         self._task: asyncio.Task[None] | None = None
+        self._started = False
         self._registered: str | None = None  # which of the pacer's counts this answer is in
 
     @property
@@ -100,7 +101,7 @@ class AnswerWriter:
     @property
     def started(self) -> bool:
         """start() has shown the first sign of life (a loading state or a message)."""
-        return self._task is not None
+        return self._started
 
     @property
     def finishing(self) -> bool:
@@ -141,8 +142,7 @@ class AnswerWriter:
     def append(self, text: str) -> None:
         """More of the answer. Raises the writer's own failure (`AnswerStopped` once a person stopped the
         answer in Slack), so the model stream stops at once."""
-        if (error := self._failure()) is not None:
-            raise error
+        self._raise_failure()
         self.raw += text
         self._wake.set()
 
@@ -160,15 +160,16 @@ class AnswerWriter:
         if task.done() and (task.cancelled() or isinstance(task.exception(), AnswerStopped)):
             # Cancelled mid-update, or stopped by a person: a fresh task resends what is missing.
             self._run_task()
+        del task  # a failure raised below must not find the old task (and its failure) in this frame
         # Done once the final text is visible; a stream's stop may follow later (Tier 2 can be a minute away).
         visible = asyncio.ensure_future(self._visible.wait())
         try:
             await asyncio.wait({visible, self._task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             visible.cancel()
-        if (error := self._failure()) is not None:
+        if self._failure() is not None:
             self._register(None)
-            raise error
+            self._raise_failure()
         if not self._visible.is_set():
             raise asyncio.CancelledError  # the writer task was cancelled before the text showed
 
@@ -180,6 +181,19 @@ class AnswerWriter:
         """What ended the writer task, if Slack (or a bug, or a person's stop) ended it."""
         task = self._task
         return task.exception() if task is not None and task.done() and not task.cancelled() else None
+
+    def _raise_failure(self) -> None:
+        # Never through a local: a frame that holds the exception it raises is a reference cycle.
+        if self._failure() is not None:
+            raise self._failure()  # type: ignore[misc]
+
+    def release(self) -> None:
+        """The answer's turn is over: let go of the answer (the progress hook) and of a writer task that ended.
+        A failed task keeps its exception, whose traceback holds this writer's frames: a reference cycle that
+        only the cyclic garbage collector would free. A task still closing a stream is kept (and registered)."""
+        self.on_progress = None
+        if self._task is not None and self._task.done():
+            self._task = None
 
     async def abort(self) -> None:
         """Stop writing without a final update."""
@@ -222,6 +236,7 @@ class AnswerWriter:
     def _run_task(self) -> None:
         name = f"answer-writer-{self.channel}-{self.thread_ts}"
         self._task = self._writers.run(self._run(), name, self)
+        self._started = True
 
     async def _run(self) -> None:
         try:

@@ -56,6 +56,10 @@ class Writer(Protocol):
 
     async def abort(self) -> None: ...
 
+    def release(self) -> None:
+        """The answer's turn is over: drop the links that would keep the answer alive (the progress hook)."""
+        ...
+
 
 class Writers:
     """Makes each answer's writer, and remembers the channels where Slack refused native streaming or loading
