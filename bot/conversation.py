@@ -108,7 +108,7 @@ class Conversations:
         self.order = ThreadOrder(store, patience=total_timeout)
         self._tasks: set[asyncio.Task[None]] = set()
         # Messages this process claimed lately; the store's unique claim stays the authority (restarts, replicas).
-        self._claimed: RecentKeys[tuple[str, str, str]] = RecentKeys(CLAIMS_REMEMBERED_SECONDS, RECENT_CLAIMS)
+        self._claimed: RecentKeys[tuple[str, str, str]] = RecentKeys(RECENT_CLAIMS, CLAIMS_REMEMBERED_SECONDS)
         self._answering: dict[int, Answer] = {}  # answers in flight, by answer id (what Stop finds)
         self.accepting = True
         self._handing_over = False  # stopping: answers still in flight go to another process, not to a note

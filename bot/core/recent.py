@@ -1,11 +1,13 @@
-"""A memory of keys seen lately, bounded in time and in number, for shortcuts that the store backs up.
+"""A memory of keys seen lately, bounded in number and, where asked, in time.
 
-A long-running process must not remember one more thing per message for ever: what it remembers only to save
-a trip to the store is kept for a while and then forgotten, and the store stays the authority.
+A long-running process must not remember one more thing per message, or per channel, for ever: what it
+remembers only to save a trip (to the store, to Slack) is forgotten after a while or past a number of keys,
+oldest first, and the trip is made again.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -15,9 +17,10 @@ K = TypeVar("K", bound=Hashable)
 
 
 class RecentKeys(Generic[K]):
-    """Keys added within the last `horizon` seconds, at most `cap` of them; the oldest are forgotten first."""
+    """Keys added within the last `horizon` seconds (for ever by default), at most `cap` of them; the oldest are
+    forgotten first."""
 
-    def __init__(self, horizon: float, cap: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cap: int, horizon: float = math.inf, clock: Callable[[], float] = time.monotonic) -> None:
         self.horizon = horizon
         self.cap = cap
         self._clock = clock

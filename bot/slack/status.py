@@ -10,9 +10,9 @@ channel is remembered and its answers show a placeholder message instead, as bef
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any
 
+from bot.core.recent import RecentKeys
 from bot.slack.api import RateLimited, SlackApi, SlackCallError
 
 log = logging.getLogger(__name__)
@@ -55,25 +55,9 @@ def status_payload(status: str) -> dict[str, Any]:
     return {"status": text, "loading_messages": [shorten(text)]}
 
 
-class ChannelSet:
-    """Channels (per workspace) remembered for something Slack refused there; the oldest are forgotten first
-    (and tried again) past `cap`."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self._items: OrderedDict[tuple[str, str], None] = OrderedDict()
-
-    def __contains__(self, key: tuple[str, str]) -> bool:
-        return key in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def add(self, key: tuple[str, str]) -> None:
-        self._items[key] = None
-        self._items.move_to_end(key)
-        while len(self._items) > self.cap:
-            self._items.popitem(last=False)
+# Channels (per workspace) remembered for something Slack refused there; past a cap the oldest are forgotten
+# first, and tried again.
+ChannelSet = RecentKeys[tuple[str, str]]
 
 
 class LoadingState:
