@@ -119,7 +119,7 @@ class AnswerWriter:
         the earlier answer's first message, re-written in place, with its other messages removed.
 
         `shown`: the text an interrupted answer had (taken over from a process that died): it stays in the
-        first message, and the answer goes on from it.
+        first message (or opens one), and the answer goes on from it.
         """
         self.status = status
         self._last_flush = self.clock()
@@ -127,6 +127,11 @@ class AnswerWriter:
             await self._continue_in_place(self._reuse[0], self._reuse[1:], shown)
         elif self._reuse:
             await self._start_in_place(self._reuse[0], self._reuse[1:])
+        elif shown:
+            # Taken over before its first text reached Slack (no message of it was recorded): that text opens
+            # the answer's first message at once.
+            self.raw = shown
+            self._wake.set()
         elif not await self._loading.show(status, wait=False):
             # Today's first sign of life: a native stream, else a placeholder.
             if not (self._native() and await self._open_stream(0, False)):

@@ -322,3 +322,17 @@ async def test_an_empty_stream_is_stopped_before_it_is_removed_for_a_placeholder
 )
 def test_notes_follow_the_answer_outside_any_code_block(text: str, notes: list[str], shown: str) -> None:
     assert with_notes(text, notes) == shown
+
+
+@pytest.mark.parametrize("mode", ["update", "native"])
+async def test_an_answer_taken_over_before_its_first_message_keeps_its_text_so_far(
+    slack: fs.FakeSlack, api: SlackApi, mode: str
+) -> None:
+    """The process that wrote it stopped before its first text reached Slack: no message to reuse, and the text
+    it had stored (which the model continues) opens the answer."""
+    w = writer(api, mode)
+    await w.start(shown="You sa")
+    w.append("id: hello")
+    await w.finish()
+    assert shown(slack) == "You said: hello"
+    await w._writers.close(grace=10)
