@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.core.pacing import CallBudget, SharedWindow, method_of
@@ -50,9 +50,27 @@ class _Waiter:
     urgent: bool
     priority: Callable[[], float]
     since: float
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
 
     def rank(self) -> tuple[int, float, float]:
         return (0 if self.urgent else 1, -self.priority(), self.since)
+
+
+class _Queue:
+    """The calls waiting for a slot on one key. Only the one ranked first waits for the slot's time; the
+    others sleep until a call joins or leaves makes one of them first. (Waking them all at every change made
+    each slot cost a wake-up, and a ranking, per waiter: at 64 answers in flight, most of the pacer's CPU.)"""
+
+    def __init__(self) -> None:
+        self.waiters: list[_Waiter] = []
+        self.asking = asyncio.Lock()  # a shared budget is asked for one slot of the key at a time
+
+    def first(self) -> _Waiter:
+        return min(self.waiters, key=_Waiter.rank)
+
+    def wake_first(self) -> None:
+        if self.waiters:
+            self.first().woken.set()
 
 
 class Pacer:
@@ -72,9 +90,7 @@ class Pacer:
         self._team_id = team_id
         # key → (final calls the other replicas' answers are owed on it, when the shared budget said so)
         self._owed_elsewhere: dict[str, tuple[int, float]] = {}
-        self._waiters: dict[str, list[_Waiter]] = {}
-        # One condition per key: a slot freed on one method wakes only that method's waiters.
-        self._changed: dict[str, asyncio.Condition] = {}
+        self._queues: dict[str, _Queue] = {}  # per key: a slot freed on one method concerns only its callers
         self.answers_in_flight = 0  # chat.update answers, each owed a final update
         self.native_in_flight = 0  # native streams, each owed a chat.stopStream
         self.native_starting = 0  # native streams whose chat.startStream has not returned yet
@@ -84,7 +100,7 @@ class Pacer:
 
     def waiting(self) -> int:
         """Calls queued for a slot, all methods together."""
-        return sum(len(queue) for queue in self._waiters.values())
+        return sum(len(queue.waiters) for queue in self._queues.values())
 
     def native_has_room(self) -> bool:
         """Whether a new native stream can start now and still be stopped within the Tier 2 budget."""
@@ -122,7 +138,7 @@ class Pacer:
         """Take a slot on `key` if one is free now and nobody waits for it: what `acquire` would decide at
         once, without its queue (most calls find a free slot: this is their whole cost). Never with a shared
         budget, which only a round trip can answer."""
-        if self._shared is not None or self._waiters.get(key):
+        if self._shared is not None or key in self._queues:
             return False
         now = self._clock()
         if self.budget.wait_time(key, now, reserve=self._reserve(key, urgent, now)) > 0:
@@ -135,42 +151,48 @@ class Pacer:
         if self.take_free(key, urgent=urgent):
             return
         waiter = _Waiter(urgent, priority, self._clock())
-        queue = self._waiters.setdefault(key, [])
-        queue.append(waiter)
-        changed = self._changed.setdefault(key, asyncio.Condition())
+        queue = self._queues.setdefault(key, _Queue())
+        queue.waiters.append(waiter)
         try:
-            async with changed:
-                changed.notify_all()
-                while True:
-                    now = self._clock()
-                    reserve = self._reserve(key, waiter.urgent, now)
-                    delay = self.budget.wait_time(key, now, reserve=reserve)
-                    if delay <= 0 and min(queue, key=_Waiter.rank) is waiter:
-                        if self._shared is None:
-                            self.budget.record(key, now)
-                            return
-                        # The condition's lock stays held across the round trip: this process asks for one
-                        # slot of a key at a time, in its own order.
-                        if await self._take_shared(key, now, reserve):
-                            return
-                        now = self._clock()
-                        delay = self.budget.wait_time(key, now, reserve=self._reserve(key, waiter.urgent, now))
-                        delay = max(delay, REFUSED_WAIT)
-                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
-                    # arrives as the condition is notified, and a cancelled waiter would then take a slot.
-                    try:
-                        async with asyncio.timeout(delay if delay > 0 else None):
-                            await changed.wait()
-                    except TimeoutError:
-                        pass
+            while True:
+                waiter.woken.clear()
+                first = queue.first()
+                now = self._clock()
+                delay = self.budget.wait_time(key, now, reserve=self._reserve(key, urgent, now))
+                timeout: float | None = delay
+                if first is not waiter:
+                    first.woken.set()  # a call joined (or a rank moved): the first of the queue looks again
+                    timeout = None
+                elif delay <= 0:
+                    if self._shared is None:
+                        self.budget.record(key, now)
+                        return
+                    if await self._ask_shared(queue, waiter, key):
+                        return
+                    timeout = REFUSED_WAIT
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+                # arrives as the waiter is woken, and a cancelled waiter would then take a slot.
+                try:
+                    async with asyncio.timeout(timeout):
+                        await waiter.woken.wait()
+                except TimeoutError:
+                    pass
         finally:
-            queue.remove(waiter)
-            if not queue and self._waiters.get(key) is queue:
-                # An idle key (a channel's postMessage, say) is forgotten, so keys do not pile up.
-                del self._waiters[key]
-                del self._changed[key]
-            async with changed:
-                changed.notify_all()
+            queue.waiters.remove(waiter)
+            if queue.waiters:
+                queue.wake_first()
+            elif self._queues.get(key) is queue:
+                del self._queues[key]  # an idle key (a channel's postMessage, say) is forgotten
+
+    async def _ask_shared(self, queue: _Queue, waiter: _Waiter, key: str) -> bool:
+        """The slot the local budget allows `waiter` (first of its queue), if the shared budget allows it too.
+        One round trip per key at a time: a call that became first meanwhile waits for this one's answer."""
+        async with queue.asking:
+            now = self._clock()
+            reserve = self._reserve(key, waiter.urgent, now)
+            if queue.first() is not waiter or self.budget.wait_time(key, now, reserve=reserve) > 0:
+                return False  # another call took the slot during the wait for the lock
+            return await self._take_shared(key, now, reserve)
 
     async def slot_within(self, key: str, *, seconds: float) -> bool:
         """An urgent slot if one comes within `seconds`; False leaves the queue (the caller may go another way)."""

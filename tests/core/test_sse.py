@@ -45,10 +45,16 @@ def test_multi_line_data_and_crlf() -> None:
     assert json.loads(parser.feed("\r") or "") == {"a": 1}
 
 
-@pytest.mark.parametrize("data", ["[1,2]", "not json"])
+@pytest.mark.parametrize("data", ["[1,2]", "not json", '{"choices":[]} {}', '{"choices":[]}x', '{"choices":', ""])
 def test_malformed_chunks_raise_value_error(data: str) -> None:
     with pytest.raises(ValueError):
         parse_chunk(data)
+
+
+@pytest.mark.parametrize("padding", [("  ", ""), ("", "\t\n"), (" ", " ")])
+def test_whitespace_around_a_chunk_is_allowed(padding: tuple[str, str]) -> None:
+    before, after = padding
+    assert parse_chunk(before + '{"choices":[{"delta":{"content":"x"}}]}' + after) == [Delta("x")]
 
 
 def test_unknown_keys_and_missing_choices_are_ignored() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from bot.core.pacing import EDGE_MARGIN, CallBudget, Limit
 from bot.slack.pacer import Pacer
@@ -47,4 +48,31 @@ async def test_idle_keys_are_forgotten() -> None:
     for channel in range(100):
         await pacer.acquire(f"chat.postMessage#C{channel}", urgent=True)
     assert pacer.waiting() == 0
-    assert not pacer._waiters and not pacer._changed
+    assert not pacer._queues
+
+
+async def test_queued_calls_are_woken_one_at_a_time_not_all_at_every_change() -> None:
+    """Each call that joins or leaves the queue makes the pacer look at the queue's ranks a few times, not once
+    per waiter (waking every waiter at every change ranked the whole queue once per waiter: calls³ in all)."""
+    pacer = Pacer(CallBudget({"chat.update": Limit(10, 0.01)}))
+    for _ in range(10):
+        await pacer.acquire("chat.update", urgent=True)  # the window is full: the rest queue
+    calls, looks = 30, 0
+    order: list[int] = []
+
+    def priority_of(i: int) -> Callable[[], float]:
+        def priority() -> float:
+            nonlocal looks
+            looks += 1
+            return float(i)
+
+        return priority
+
+    async def take(i: int) -> None:
+        await pacer.acquire("chat.update", urgent=False, priority=priority_of(i))
+        order.append(i)
+
+    await asyncio.wait_for(asyncio.gather(*(take(i) for i in range(calls))), 10)
+    assert order == sorted(order, reverse=True) and len(order) == calls  # highest priority first
+    assert looks < 4 * calls * calls
+    assert pacer.waiting() == 0
