@@ -58,8 +58,8 @@ class _Waiter:
 
 class _Queue:
     """The calls waiting for a slot on one key. Only the one ranked first waits for the slot's time; the
-    others sleep until a call joins or leaves makes one of them first. (Waking them all at every change made
-    each slot cost a wake-up, and a ranking, per waiter: at 64 answers in flight, most of the pacer's CPU.)"""
+    others sleep until a call joins or leaves makes one of them first. (Waking them all at every change cost
+    each slot a wake-up, and a ranking of the whole queue, per waiter.)"""
 
     def __init__(self) -> None:
         self.waiters: list[_Waiter] = []
