@@ -123,17 +123,16 @@ class AnswerWriter:
         """
         self.status = status
         self._last_flush = self.clock()
-        if self._reuse and shown:
-            await self._continue_in_place(self._reuse[0], self._reuse[1:], shown)
-        elif self._reuse:
-            await self._start_in_place(self._reuse[0], self._reuse[1:])
-        elif shown:
-            # Taken over before its first text reached Slack (no message of it was recorded): that text opens
-            # the answer's first message at once.
+        if shown:  # what an interrupted answer had: the first update shows it, at once
             self.raw = shown
             self._wake.set()
-        elif not await self._loading.show(status, wait=False):
-            # Today's first sign of life: a native stream, else a placeholder.
+        if self._reuse and shown:
+            await self._continue_in_place(self._reuse[0], self._reuse[1:])
+        elif self._reuse:
+            await self._start_in_place(self._reuse[0], self._reuse[1:])
+        # Else today's first sign of life: the loading state, a native stream, or a placeholder. Not for an answer
+        # taken over before its first text reached Slack (no message of it recorded): that text opens one.
+        elif not shown and not await self._loading.show(status, wait=False):
             if not (self._native() and await self._open_stream(0, False)):
                 self._open(await UpdatedMessage.post(self, 0, status))
         self._run_task()
@@ -377,15 +376,13 @@ class AnswerWriter:
         for ts in others:
             await self.api.delete(self.team_id, self.channel, ts)
 
-    async def _continue_in_place(self, first: str, others: Sequence[str], shown: str) -> None:
+    async def _continue_in_place(self, first: str, others: Sequence[str]) -> None:
         """Go on with an interrupted answer: its first message gets the text so far at the next update (at
         once), cut into messages anew; its other messages go, since where they were cut is not known."""
-        self.raw = shown
         self._open(UpdatedMessage(self, first, 0), posted=False)
         self._last_flush = self.clock() - self.min_interval
         for ts in others:
             await self.api.delete(self.team_id, self.channel, ts)
-        self._wake.set()
 
     async def _leave_stream(self, why: str) -> None:
         """Continue the answer with chat.update from the first character the stream does not show.
