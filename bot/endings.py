@@ -11,11 +11,11 @@ import logging
 
 from bot.answer import Answer
 from bot.core.routing import Incoming
-from bot.notes import CANNOT_POST, TRY_AGAIN
+from bot.notes import CANNOT_POST, TRY_AGAIN, with_notes
 from bot.ports import SlackOut
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import final_controls, message_blocks
-from bot.slack.writers import AnswerStopped, with_notes
+from bot.slack.writers import AnswerStopped
 from bot.storage import Status, ThreadKey
 
 log = logging.getLogger(__name__)

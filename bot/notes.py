@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from bot.core.splitting import ends_in_code
 from bot.mistral import ErrorKind
 
 HELP = (
@@ -64,3 +67,13 @@ def files_refused(names: list[str]) -> str:
         f"The model refused this request with {listed}: it may not read images or documents. "
         "Ask again without them, or an admin can choose a model that does."
     )
+
+
+def with_notes(text: str, notes: Sequence[str]) -> str:
+    """An answer followed by its notes (interrupted, cut short...), each an italic warning line.
+
+    An answer cut off inside a code block has the block closed first, so its notes read as notes, not code.
+    """
+    if notes and ends_in_code(text):
+        text += "\n```"
+    return "\n\n".join([text] * bool(text) + [f"_⚠️ {note}_" for note in notes])

@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from bot.core.splitting import split_all
-from bot.notes import RESTART_NOTE
+from bot.notes import RESTART_NOTE, with_notes
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import fallback_text, final_controls, message_blocks
-from bot.slack.writers import with_notes
 from bot.storage import AnswerRef, Status, Store, ThreadKey
 
 log = logging.getLogger(__name__)

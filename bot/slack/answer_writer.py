@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.core.pacing import update_priority
-from bot.core.splitting import MESSAGE_LIMIT, ends_in_code
+from bot.core.splitting import MESSAGE_LIMIT
+from bot.notes import with_notes
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import Block, final_controls
 from bot.slack.parts import Part, SplitSmaller, UpdatedMessage
@@ -37,16 +38,6 @@ ProgressHook = Callable[[], Awaitable[None]]
 class AnswerStopped(Exception):
     """A person stopped the answer's native stream in Slack. `AnswerWriter.raw` then holds what Slack shows,
     and `finish()` still shows notes and controls, on the same message."""
-
-
-def with_notes(text: str, notes: Sequence[str]) -> str:
-    """An answer followed by its notes (interrupted, cut short...), each an italic warning line.
-
-    An answer cut off inside a code block has the block closed first, so its notes read as notes, not code.
-    """
-    if notes and ends_in_code(text):
-        text += "\n```"
-    return "\n\n".join([text] * bool(text) + [f"_⚠️ {note}_" for note in notes])
 
 
 class AnswerWriter:

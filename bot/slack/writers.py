@@ -16,14 +16,14 @@ from typing import Any, Protocol
 
 from bot.core.recent import RecentKeys
 from bot.core.splitting import STREAM_MAX_AGE
-from bot.slack.answer_writer import AnswerStopped, AnswerWriter, ProgressHook, with_notes
+from bot.slack.answer_writer import AnswerStopped, AnswerWriter, ProgressHook
 from bot.slack.api import SlackApi
 from bot.slack.pacer import Clock
 from bot.slack.status import THINKING, ChannelSet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["THINKING", "AnswerStopped", "AnswerWriter", "Writer", "Writers", "with_notes"]
+__all__ = ["THINKING", "AnswerStopped", "AnswerWriter", "Writer", "Writers"]
 
 # An answer's intermediate updates are at least this far apart; the budget may space them further.
 MIN_UPDATE_INTERVAL = 1.0

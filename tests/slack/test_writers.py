@@ -7,8 +7,9 @@ from collections import deque
 
 import pytest
 
+from bot.notes import with_notes
 from bot.slack.api import SlackApi, SlackCallError
-from bot.slack.writers import AnswerWriter, Writers, with_notes
+from bot.slack.writers import AnswerWriter, Writers
 from tests.fakes import slack as fs
 
 CHANNEL = "C0WRITE"
