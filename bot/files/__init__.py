@@ -10,7 +10,8 @@ and the note, if any, for the person. Nothing here raises for a bad file: every 
     if read.notes: ...tell the person (read.note_text())...
 
 Modules: `kinds` (pure: classification, decoding, trimming, budget sharing), `download` (Slack, capped),
-`images` (Pillow), `pdf` (pypdf), `notes` (what people read).
+`images` (Pillow), `pdf` (pypdf), `text` (a text file as the model reads it), `results` (what a read gives),
+`notes` (what people read).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -32,12 +33,13 @@ from bot.files.kinds import (
     classify,
     decode_text,
     describe_other,
-    fence_for,
     keeps_tail,
     share_budget,
     trim_text,
 )
 from bot.files.pdf import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_PAGES, PdfContent, PdfProblem, document_chunk, read_pdf
+from bot.files.results import Chunk, FileOutcome, FilesRead, SentAs
+from bot.files.text import TextChunk, text_chunk
 
 __all__ = [
     "FileKind",
@@ -57,8 +59,6 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 MIN_TEXT_CHARS = 200  # a file that would get fewer characters than this is left out, not shown as a stub
-Chunk = dict[str, Any]
-SentAs = Literal["image", "document", "text"]
 T = TypeVar("T")
 
 
@@ -78,90 +78,6 @@ class FileLimits:
     def from_settings(cls, *, max_file_mb: float, documents: bool) -> FileLimits:
         """From `MAX_FILE_MB` (mebibytes, as people count file sizes) and `MISTRAL_DOCUMENTS`."""
         return cls(max_file_bytes=int(max_file_mb * MB), documents=documents)
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    """One shared file: what reached the model, what the store keeps for later turns, and the note."""
-
-    file_id: str
-    name: str
-    kind: FileKind
-    mimetype: str
-    size: int | None  # bytes (Slack's figure, or what was downloaded)
-    sent_as: SentAs | None = None  # how its content reached the model; None: not at all
-    text: str | None = None  # its decoded or extracted text (up to keep_text_chars), for later turns
-    truncated: bool = False  # the text sent was cut to fit the budget
-    note: str | None = None  # for the person; None when it was read in full
-    chunks: tuple[Chunk, ...] = ()  # exactly what was sent for it (its header text included)
-    pages: int | None = None  # PDFs
-    image: PreparedImage | None = None  # images: the re-encoded image that was sent
-
-    @property
-    def sent(self) -> bool:
-        return self.sent_as is not None
-
-
-@dataclass(frozen=True)
-class FilesRead:
-    chunks: list[Chunk] = field(default_factory=list)  # to append to the user message's content, in order
-    outcomes: list[FileOutcome] = field(default_factory=list)  # one per file, in the event's order
-
-    @property
-    def notes(self) -> list[str]:
-        return [o.note for o in self.outcomes if o.note]
-
-    def note_text(self) -> str | None:
-        """The notes as one short Markdown list for the thread, or None when every file was read in full."""
-        found = self.notes
-        if not found:
-            return None
-        return found[0] if len(found) == 1 else "\n".join(f"- {n}" for n in found)
-
-    @property
-    def image_tokens(self) -> int:
-        """An upper bound on the context tokens the images take (text chunks count as text)."""
-        return sum(o.image.tokens for o in self.outcomes if o.image is not None)
-
-
-@dataclass(frozen=True)
-class TextChunk:
-    chunk: Chunk  # {"type": "text", "text": …}
-    cut: bool  # the file's text was trimmed to fit
-    kept: int  # characters of the file's text shown
-    total: int  # characters of the file's text
-
-    @property
-    def length(self) -> int:
-        return len(self.chunk["text"])
-
-
-def text_chunk(name: str, text: str, *, limit: int, keep_tail: bool = False, label: str = "file") -> TextChunk:
-    """A text file as the model reads it: a header naming it, its text fenced, a marker when cut to `limit`.
-
-    `limit` bounds the whole chunk's text, unless it is too small even for the header and marker (then the
-    chunk shows no text and is longer than `limit`: the caller leaves the file out). Later turns use this to
-    send a stored file's text again within that turn's budget.
-    """
-    head = f"Attached {label} {notes.code(name)}:\n"
-
-    def fenced(body: str) -> str:
-        fence = fence_for(body)  # no run of backticks in the file can close it
-        return f"{head}{fence}\n{body.rstrip(chr(10))}\n{fence}"
-
-    whole = fenced(text)
-    if len(whole) <= limit:
-        return TextChunk({"type": "text", "text": whole}, False, len(text), len(text))
-
-    def marker(kept: int) -> str:
-        return f"\n[{notes.code(name)} was cut to fit: {kept:,} of {len(text):,} characters shown.]"
-
-    # What the text may take: the limit less the frame around it (the real marker is never longer than this one).
-    frame = len(fenced("")) + 2 * (len(fence_for(text)) - 3)
-    room = limit - frame - len(marker(len(text)))
-    trimmed = trim_text(text, max(room, 0), keep_tail=keep_tail)
-    chunk_text = fenced(trimmed.text) + marker(trimmed.kept)
-    return TextChunk({"type": "text", "text": chunk_text}, True, trimmed.kept, trimmed.total)
 
 
 async def read_files(
