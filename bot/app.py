@@ -16,6 +16,7 @@ from bot.admission import Policy
 from bot.config import Settings, hidden_from_libraries
 from bot.context import FileReader
 from bot.conversation import Conversations, Identity
+from bot.core import fast_json
 from bot.core.access import Access
 from bot.core.personas import Persona
 from bot.core.quotas import Limits
@@ -78,7 +79,7 @@ async def create_bot(settings: Settings, identity: AuthorizeResult) -> Bot:
     store = await open_store(settings)  # SQLite or PostgreSQL, as DATABASE_URL says; StoreError if unusable
     # One session for every Web API call: slack_sdk opens a new one per call otherwise, and with it a new
     # connection, which costs more CPU than the rest of an answer's work.
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(json_serialize=fast_json.dumps)
     client = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session)
     metrics = Metrics()  # this bot's own registry: several bots in one process (tests) stay apart
     out = SlackApi(client, shared=shared_budget(store), metrics=metrics)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from bot.core import fast_json
 from bot.core.retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 from bot.core.sse import DONE, Delta, Finish, SSEParser, read_chunk
 from bot.paced_http import PacedTransport, streamed
@@ -113,6 +114,8 @@ RetryHook = Callable[[ModelError, int, float], Awaitable[None]]
 # Seconds between two reads of a model stream (see `bot.paced_http`): half the interval at which Slack shows
 # an answer grow, so the text shown is never more than this much behind the model.
 READ_PAUSE = 0.5
+CHAT_PATH = "/v1/chat/completions"
+JSON_BODY = {"Content-Type": "application/json"}  # the body is encoded here (`fast_json`), not by httpx
 
 
 class MistralClient:
@@ -229,7 +232,8 @@ class MistralClient:
     async def _stream_once(self, body: dict[str, Any]) -> AsyncIterator[Delta | Finish]:
         finished = responded = False
         try:
-            async with streamed(self._http, "POST", "/v1/chat/completions", json=body) as response:
+            content = fast_json.dumps_bytes(body)
+            async with streamed(self._http, "POST", CHAT_PATH, content=content, headers=JSON_BODY) as response:
                 if response.status_code != 200:
                     raw = await response.aread()
                     raise status_error(
