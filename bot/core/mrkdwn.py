@@ -18,6 +18,7 @@ _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC = re.compile(r"(?<![*\w])\*(?=\S)([^*]+?)(?<=\S)\*(?![*\w])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _BOLD_MARK = "\x00"
+_LINK_MARK = re.compile("\x01(\\d+)\x01")  # where a link was taken out, by its number
 
 
 def escape(text: str) -> str:
@@ -68,6 +69,8 @@ def _inline(text: str) -> str:
 
 
 def _format(text: str) -> str:
+    # Each pattern needs its marker: a line without it (most of a long answer, re-rendered at every update)
+    # skips the pattern's scan.
     links: list[str] = []
 
     def keep_link(match: re.Match[str]) -> str:
@@ -76,10 +79,14 @@ def _format(text: str) -> str:
         links.append(f"<{url}|{escape(label)}>" if label else f"<{url}>")
         return f"\x01{len(links) - 1}\x01"
 
-    text = _IMAGE_OR_LINK.sub(keep_link, text)
+    if "](" in text:
+        text = _IMAGE_OR_LINK.sub(keep_link, text)
     text = escape(text)
-    text = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", text)
-    text = _ITALIC.sub(r"_\1_", text)
-    text = _STRIKE.sub(r"~\1~", text)
+    if "**" in text or "__" in text:
+        text = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", text)
+    if "*" in text:
+        text = _ITALIC.sub(r"_\1_", text)
+    if "~~" in text:
+        text = _STRIKE.sub(r"~\1~", text)
     text = text.replace(_BOLD_MARK, "*")
-    return re.sub("\x01(\\d+)\x01", lambda m: links[int(m.group(1))], text)
+    return _LINK_MARK.sub(lambda m: links[int(m.group(1))], text) if links else text
