@@ -7,6 +7,7 @@ statements from different coroutines would otherwise interleave inside each othe
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from bot.storage.base import (
 )
 from bot.storage.migrations import migrate
 from bot.storage.queries import (
+    CONVERSATION_QUERY,
     INSERT_ANSWER,
     INSERT_CONTEXT,
     INSERT_CONVERSATION,
@@ -34,6 +36,7 @@ from bot.storage.queries import (
     RESTART_QUERY,
     answer_row,
     context_row,
+    conversation,
     conversation_row,
     question_row,
 )
@@ -42,7 +45,7 @@ from bot.storage.sql_store import SQLStore
 CACHE_KIB = 512  # SQLite's page cache for the process's one connection
 
 
-async def _to_the_end(work: Awaitable[None]) -> None:
+async def _to_the_end(work: Awaitable[T]) -> T:
     """Await `work` until it is done even if the caller is cancelled meanwhile; then re-raise the cancellation."""
     task = asyncio.ensure_future(work)
     cancelled = False
@@ -58,6 +61,7 @@ async def _to_the_end(work: Awaitable[None]) -> None:
         raise asyncio.CancelledError
     if error is not None:
         raise error
+    return task.result()
 
 
 class _SQLiteTx:
@@ -141,31 +145,58 @@ class SQLiteStore(SQLStore):
         async with self._transaction() as db:
             return await work(_SQLiteTx(db))
 
+    async def _in_one_trip(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` as one transaction in SQLite's thread, statements and all: one trip to that thread, where
+        a transaction awaited statement by statement takes one per statement, BEGIN and COMMIT included. A trip
+        (two thread handoffs) costs far more CPU than a small statement.
+
+        aiosqlite's public API sends one statement a trip; `Connection._execute` is the primitive under it,
+        which queues any function for its thread (the same in every aiosqlite version this project allows).
+        The write lock keeps the transaction from starting inside another coroutine's. Once queued, the work
+        commits or rolls back whatever happens to the caller; a caller cancelled meanwhile waits for that end,
+        so what it leaves is settled when the cancellation goes on.
+        """
+
+        def transaction() -> T:
+            conn = self._db._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            return result
+
+        async with self._write_lock:
+            return await _to_the_end(self._db._execute(transaction))
+
     # conversations -----------------------------------------------------------------------------
 
     async def claim_turn(self, key: ThreadKey, persona: Persona, message: NewMessage) -> Turn | None:
         now = time.time()
-        async with self._transaction() as db:
-            cursor = await db.execute(INSERT_CONVERSATION, conversation_row(key, persona, now))
-            created = cursor.rowcount == 1
-            conversation = await self.get_conversation(key)
-            assert conversation is not None
-            cursor = await db.execute(INSERT_QUESTION, question_row(conversation.id, message, now))
+        lease_until = now + self.lease_seconds
+
+        def claim(db: sqlite3.Connection) -> Turn | None:
+            created = db.execute(INSERT_CONVERSATION, conversation_row(key, persona, now)).rowcount == 1
+            conv_id, prompt, name, params = db.execute(
+                CONVERSATION_QUERY, (key.team_id, key.channel_id, key.thread_ts)
+            ).fetchone()
+            cursor = db.execute(INSERT_QUESTION, question_row(conv_id, message, now))
             if cursor.rowcount == 0:
                 return None  # already claimed: the transaction commits nothing new
             user_id = cursor.lastrowid
-            assert user_id is not None
-            cursor = await db.execute(
-                INSERT_ANSWER, answer_row(conversation.id, user_id, self.owner, now + self.lease_seconds, now)
-            )
-            assert cursor.lastrowid is not None
+            cursor = db.execute(INSERT_ANSWER, answer_row(conv_id, user_id, self.owner, lease_until, now))
+            assert user_id is not None and cursor.lastrowid is not None
             return Turn(
-                conversation=conversation,
+                conversation=conversation(conv_id, key, prompt, name, params),
                 user_message_id=user_id,
                 answer_id=cursor.lastrowid,
                 user_ts=message.slack_ts,
                 created_conversation=created,
             )
+
+        return await self._in_one_trip(claim)
 
     async def add_context(self, conversation_id: int, messages: list[NewMessage]) -> int:
         now = time.time()
