@@ -72,6 +72,8 @@ def _format(text: str) -> str:
     # Each pattern needs its marker: a line without it (most of a long answer, re-rendered at every update)
     # skips the pattern's scan.
     links: list[str] = []
+    if _BOLD_MARK in text or "\x01" in text:  # the placeholders' own characters, which Slack would not show
+        text = text.replace(_BOLD_MARK, "").replace("\x01", "")
 
     def keep_link(match: re.Match[str]) -> str:
         label, url = match.group(1), match.group(2)

@@ -34,6 +34,13 @@ def test_markdown_to_mrkdwn(markdown: str, expected: str) -> None:
     assert to_mrkdwn(markdown)[0] == expected
 
 
+def test_control_characters_the_conversion_uses_as_placeholders_are_dropped_not_misread() -> None:
+    # A link is held out of the formatting as \x01N\x01 and bold as \x00: a model's text with those characters
+    # (invisible in Slack) must neither point at a link that is not there nor turn into a star.
+    assert to_mrkdwn("see [a](http://x) and \x015\x01")[0] == "see <http://x|a> and 5"
+    assert to_mrkdwn("a\x00b **c**")[0] == "ab *c*"
+
+
 def test_rendering_a_finished_line_never_changes_as_text_streams_in() -> None:
     text = "# Head\n- **a** item\n```\ncode *x*\n```\nend [l](http://u)"
     lines_final = to_mrkdwn(text)[0].split("\n")
