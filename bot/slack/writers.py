@@ -14,7 +14,6 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
-from bot.core.recent import RecentKeys
 from bot.core.splitting import STREAM_MAX_AGE
 from bot.slack.answer_writer import AnswerStopped, AnswerWriter, ProgressHook
 from bot.slack.api import SlackApi
@@ -83,8 +82,8 @@ class Writers:
         self.min_interval = min_interval
         # Read when the factory is made (not when this module loads), so tests can lower it.
         self.stream_max_age = STREAM_MAX_AGE if stream_max_age is None else stream_max_age
-        self._refused: ChannelSet = RecentKeys(self.REFUSED_CAP)  # no native streams there
-        self.no_status: ChannelSet = RecentKeys(self.REFUSED_CAP)  # no loading states there
+        self._refused = ChannelSet(self.REFUSED_CAP)  # no native streams there
+        self.no_status = ChannelSet(self.REFUSED_CAP)  # no loading states there
         self._tasks: dict[asyncio.Task[None], AnswerWriter] = {}
 
     def run(self, work: Coroutine[Any, Any, None], name: str, writer: AnswerWriter) -> asyncio.Task[None]:
