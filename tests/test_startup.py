@@ -191,6 +191,22 @@ async def test_a_refused_bot_token_stops_start_up_at_once(
     assert "xoxb-wrong-token" not in process.log
 
 
+# a database file SQLite cannot use: one clear line, a non-zero exit ------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"this is not a database, " * 200, b"SQLite format 3\x00" + b"\xff" * 4000])
+async def test_a_sqlite_file_that_is_not_a_usable_database_stops_start_up_at_once(
+    http_harness: Harness, processes: list[BotProcess], content: bytes
+) -> None:
+    path = http_harness.tmp_path / "broken.db"
+    path.write_bytes(content)
+    process = await start_process(processes, http_harness, DATABASE_URL=f"sqlite:///{path}")
+    assert await process.exit_code() == 2  # and it exits: nothing of the database is left running
+    assert "Traceback" not in process.log
+    problems = [line for line in process.lines if "broken.db" in line]
+    assert len(problems) == 1 and "DATABASE_URL" in problems[0]
+
+
 # Slack out of reach: retried with backoff, said in the log, and a signal still stops the bot -------------
 
 

@@ -10,7 +10,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import aiosqlite
@@ -23,6 +23,7 @@ from bot.storage.base import (
     Persona,
     Status,
     StoredMessage,
+    StoreError,
     ThreadKey,
     Turn,
 )
@@ -64,6 +65,23 @@ async def _to_the_end(work: Awaitable[T]) -> T:
     return task.result()
 
 
+async def _prepare(db: aiosqlite.Connection) -> None:
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA foreign_keys=ON")
+    await db.execute("PRAGMA busy_timeout=5000")
+    # With WAL, NORMAL survives process crashes and skips an fsync per commit (answers save often).
+    await db.execute("PRAGMA synchronous=NORMAL")
+    # SQLite's page cache (2 MB by default) fills as the database grows, and the process's memory with it. An
+    # answer reads and writes a few dozen pages; the rest come from the system's file cache at a read each.
+    await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    await migrate(db)
+
+
+def _unusable(path: str, problem: BaseException) -> StoreError:
+    reason = " ".join(str(problem).split()) or type(problem).__name__
+    return StoreError(f"DATABASE_URL: cannot use the SQLite database at {path} ({reason})")
+
+
 class _SQLiteTx:
     """`Tx` on the connection, inside a transaction `SQLiteStore._transaction` holds."""
 
@@ -88,18 +106,22 @@ class SQLiteStore(SQLStore):
 
     @classmethod
     async def open(cls, path: str, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> SQLiteStore:
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path, isolation_level=None)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=5000")
-        # With WAL, NORMAL survives process crashes and skips an fsync per commit (answers save often).
-        await db.execute("PRAGMA synchronous=NORMAL")
-        # SQLite's page cache (2 MB by default) fills as the database grows, and the process's memory with it. An
-        # answer reads and writes a few dozen pages; the rest come from the system's file cache at a read each.
-        await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        await migrate(db)
+        """The store on the file at `path`, set up and migrated; `StoreError` (one line) when SQLite cannot use it."""
+        try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise _unusable(path, exc) from None
+        try:
+            await _prepare(db)
+        except BaseException as exc:
+            # aiosqlite's worker thread is no daemon: a connection left open would keep the process from exiting.
+            with suppress(sqlite3.Error):
+                await db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _unusable(path, exc) from None
+            raise
         return cls(db, owner=owner, lease_seconds=lease_seconds)
 
     async def close(self) -> None:
