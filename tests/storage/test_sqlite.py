@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -269,6 +270,63 @@ async def test_a_transaction_cancelled_at_any_point_leaves_the_store_usable(
     assert [m.text for m in history if m.text not in ("held", "cancelled")] == ["q1", "a1", "q2"]
 
 
+def locked(path: Path) -> sqlite3.Connection:
+    """Another process's write transaction on the file: it holds the database's write lock until rolled back."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+class Statements:
+    """A trace callback that keeps the statements aiosqlite's connection runs."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, sql: str) -> None:
+        self.seen.append(sql.lstrip().split(None, 1)[0].upper())
+
+
+async def test_a_single_statement_runs_on_the_loops_thread_without_a_trip_to_sqlites_thread(
+    sqlite_store: SQLiteStore, path: Path
+) -> None:
+    store = sqlite_store
+    turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
+    assert turn is not None
+    statements = Statements()
+    await store._db.set_trace_callback(statements)
+    await store.save_answer(turn.answer_id, text="a1", status=Status.STREAMING, slack_parts=["1700000101.1"])
+    await store.set_channel_persona("T1", "C1", PERSONA, "U1")
+    await store._db.set_trace_callback(None)
+    assert statements.seen == []
+    # Committed at once, for every connection to see.
+    assert await committed(path, "SELECT text FROM messages WHERE id = ?", turn.answer_id) == [("a1",)]
+    assert await store.get_channel_persona("T1", "C1") == PERSONA
+
+
+async def test_a_write_that_finds_the_database_locked_waits_in_sqlites_thread_not_on_the_event_loop(
+    sqlite_store: SQLiteStore, path: Path
+) -> None:
+    store = sqlite_store
+    turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
+    assert turn is not None
+    other = locked(path)
+    try:
+        task = asyncio.create_task(
+            store.save_answer(turn.answer_id, text="a1", status=Status.STREAMING, slack_parts=["1700000101.1"])
+        )
+        ticks = 0
+        for _ in range(20):  # the loop goes on meanwhile: the write waits for the lock in aiosqlite's thread
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not task.done()
+    finally:
+        other.rollback()
+        other.close()
+    assert await asyncio.wait_for(task, 5) is True
+    assert await committed(path, "SELECT text FROM messages WHERE id = ?", turn.answer_id) == [("a1",)]
+
+
 async def test_a_single_statement_write_cancelled_while_it_runs_leaves_the_store_usable(
     sqlite_store: SQLiteStore, path: Path
 ) -> None:
@@ -277,11 +335,15 @@ async def test_a_single_statement_write_cancelled_while_it_runs_leaves_the_store
     assert turn is not None
     gate = Gate("UPDATE")
     await store._db.set_trace_callback(gate)
+    other = locked(path)  # so the statement goes to aiosqlite's thread, where a cancelled await does not stop it
     task = asyncio.create_task(
         store.save_answer(turn.answer_id, text="cancelled", status=Status.STREAMING, slack_parts=["1700000101.1"])
     )
     await asyncio.to_thread(gate.reached.wait, 5)
+    assert gate.reached.is_set()
     task.cancel()
+    other.rollback()
+    other.close()
     gate.release.set()
     await asyncio.gather(task, return_exceptions=True)
     await store._db.set_trace_callback(None)
