@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.core.pacing import update_priority
 from bot.core.splitting import MESSAGE_LIMIT
+from bot.core.ticks import next_tick
 from bot.notes import with_notes
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import Block, final_controls
@@ -272,7 +273,8 @@ class AnswerWriter:
             if gap <= 0:
                 return
             try:
-                async with asyncio.timeout(gap):
+                # On the loop's shared grid: the tick wakes other writers and the streams' reads too.
+                async with asyncio.timeout(next_tick(asyncio.get_running_loop().time(), gap)):
                     await self._wake.wait()
             except TimeoutError:
                 pass
