@@ -5,7 +5,9 @@
 The whole-bot benchmark (`bench.streaming`) says how much CPU an answer takes; this one says which of its
 pieces take it, so a change can be aimed and checked: a Web API call through the bot's `SlackApi`, through
 slack_sdk alone and through aiohttp alone (what each layer adds); one model stream of ~100 SSE events
-read as the bot reads it; one event through Bolt's dispatch; the store's operations of a turn. The fakes
+read as the bot reads it; one event through Bolt's dispatch; the store's operations of a turn; and the
+process waking up from a short idle with nothing to do (on the VMs measured here, a wake-up alone costs tens
+of microseconds, which is why the bot's timers share ticks and its small writes avoid a thread). The fakes
 run in a child process, so the figures are this process's CPU only (`time.process_time`, on uvloop as the
 bot runs). An answer at 24 concurrent questions makes about 5 Slack calls, one model stream, two inbound
 events (a mention and its twin), one claim, one history read and 4–5 answer saves.
@@ -79,6 +81,7 @@ async def main(times: int) -> None:
             await model_stream(model_url)
             await bolt_dispatch(session, api_url, times)
         await store_operations(times)
+        await per_call("waking up after 20 ms idle (an asyncio.sleep), nothing else", 100, idle_wake_up)
     finally:
         fakes.terminate()
         await fakes.wait()
@@ -151,6 +154,10 @@ async def bolt_dispatch(session: aiohttp.ClientSession, api_url: str, times: int
         return await app.async_dispatch(AsyncBoltRequest(body=raw, headers={"content-type": "application/json"}))
 
     await per_call("inbound event through Bolt's dispatch", times, dispatch)
+
+
+async def idle_wake_up(i: int) -> None:
+    await asyncio.sleep(0.02)
 
 
 async def store_operations(times: int) -> None:

@@ -5,9 +5,6 @@ and parses once per event, which made reading the stream most of the bot's CPU p
 answer grow about once a second in Slack, so the stream is read at most every `pause` seconds instead: between
 reads the socket is not read at all (the kernel keeps what arrives), and the next read takes every event that
 came meanwhile in one piece. aiohttp (already the bot's HTTP library for Slack) does the I/O.
-
-Each read falls on the tick of `bot.core.ticks`' grid nearest to a pause after the last, so one wake-up of the
-process serves every stream (and writer) due in that tick; a stream's reads still come a pause apart on average.
 """
 
 from __future__ import annotations
@@ -21,8 +18,6 @@ import httpx
 from aiohttp import ClientResponse
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
-
-from bot.core.ticks import nearest_tick
 
 
 class PacedStream(httpx.AsyncByteStream):
@@ -40,7 +35,7 @@ class PacedStream(httpx.AsyncByteStream):
                     continue  # the body has all arrived (the connection is released), or pacing is off
                 protocol.pause_reading()  # also stops aiohttp's read timeout: the silence is ours
                 try:
-                    await asyncio.sleep(nearest_tick(asyncio.get_running_loop().time(), self._pause))
+                    await asyncio.sleep(self._pause)
                 finally:
                     protocol.resume_reading()
 
