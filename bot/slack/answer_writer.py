@@ -273,7 +273,7 @@ class AnswerWriter:
             if gap <= 0:
                 return
             try:
-                # On the loop's shared grid: the tick wakes other writers and the streams' reads too.
+                # On the loop's shared grid: one wake-up ends the waits of every writer due in that tick.
                 async with asyncio.timeout(next_tick(asyncio.get_running_loop().time(), gap)):
                     await self._wake.wait()
             except TimeoutError:
