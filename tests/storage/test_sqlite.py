@@ -10,7 +10,7 @@ import pytest
 
 from bot.core.params import ModelParams
 from bot.core.personas import Persona
-from bot.storage import NewMessage, SQLiteStore, Status, ThreadKey, Usage
+from bot.storage import NewMessage, SQLiteStore, Status, ThreadKey, Turn, Usage
 from bot.storage.migrations import MIGRATIONS
 from bot.storage.queries import HISTORY_QUERY
 from bot.storage.sqlite import CACHE_KIB
@@ -177,9 +177,15 @@ async def test_channel_personas_round_trip(store: AnyStore) -> None:
     assert await store.get_channel_persona("T1", "C1") is None
 
 
-async def test_token_counts_are_kept_until_the_text_changes(store: AnyStore) -> None:
+async def first_turn(store: AnyStore) -> Turn:
+    """The thread's first question, claimed: the turn every test below starts from."""
     turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
     assert turn is not None
+    return turn
+
+
+async def test_token_counts_are_kept_until_the_text_changes(store: AnyStore) -> None:
+    turn = await first_turn(store)
     await store.save_answer(turn.answer_id, text="a1", status=Status.COMPLETE, slack_parts=["1700000101.000001"])
     await store.add_context(turn.conversation.id, [NewMessage("user", "early", "1700000099.000001", "U2")])
     read = await store.history(turn.conversation.id, "1700000100.000001")
@@ -231,8 +237,7 @@ async def test_a_transaction_cancelled_at_any_point_leaves_the_store_usable(
     sqlite_store: SQLiteStore, path: Path, point: str
 ) -> None:
     store = sqlite_store
-    turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
-    assert turn is not None
+    turn = await first_turn(store)
     gate = Gate("INSERT" if point == "lock" else point)
     await store._db.set_trace_callback(gate)
     stamps = iter(["1700000090.000001", "1700000091.000001"])
@@ -277,28 +282,17 @@ def locked(path: Path) -> sqlite3.Connection:
     return other
 
 
-class Statements:
-    """A trace callback that keeps the statements aiosqlite's connection runs."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def __call__(self, sql: str) -> None:
-        self.seen.append(sql.lstrip().split(None, 1)[0].upper())
-
-
 async def test_a_single_statement_runs_on_the_loops_thread_without_a_trip_to_sqlites_thread(
     sqlite_store: SQLiteStore, path: Path
 ) -> None:
     store = sqlite_store
-    turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
-    assert turn is not None
-    statements = Statements()
-    await store._db.set_trace_callback(statements)
+    turn = await first_turn(store)
+    statements: list[str] = []  # what aiosqlite's connection runs
+    await store._db.set_trace_callback(statements.append)
     await store.save_answer(turn.answer_id, text="a1", status=Status.STREAMING, slack_parts=["1700000101.1"])
     await store.set_channel_persona("T1", "C1", PERSONA, "U1")
     await store._db.set_trace_callback(None)
-    assert statements.seen == []
+    assert statements == []
     # Committed at once, for every connection to see.
     assert await committed(path, "SELECT text FROM messages WHERE id = ?", turn.answer_id) == [("a1",)]
     assert await store.get_channel_persona("T1", "C1") == PERSONA
@@ -308,8 +302,7 @@ async def test_a_write_that_finds_the_database_locked_waits_in_sqlites_thread_no
     sqlite_store: SQLiteStore, path: Path
 ) -> None:
     store = sqlite_store
-    turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
-    assert turn is not None
+    turn = await first_turn(store)
     other = locked(path)
     try:
         task = asyncio.create_task(
@@ -331,8 +324,7 @@ async def test_a_single_statement_write_cancelled_while_it_runs_leaves_the_store
     sqlite_store: SQLiteStore, path: Path
 ) -> None:
     store = sqlite_store
-    turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
-    assert turn is not None
+    turn = await first_turn(store)
     gate = Gate("UPDATE")
     await store._db.set_trace_callback(gate)
     other = locked(path)  # so the statement goes to aiosqlite's thread, where a cancelled await does not stop it
