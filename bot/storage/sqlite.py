@@ -69,32 +69,34 @@ async def _to_the_end(work: Awaitable[T]) -> T:
     return task.result()
 
 
+def _pragmas(*, busy_timeout_ms: int, cache_kib: int) -> list[str]:
+    """A connection's settings; the two connections differ only in what the arguments say."""
+    return [
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={busy_timeout_ms}",
+        # With WAL, NORMAL survives process crashes and skips an fsync per commit (answers save often).
+        "PRAGMA synchronous=NORMAL",
+        # SQLite's page cache (2 MB by default) fills as the database grows, and the process's memory with it. An
+        # answer reads and writes a few dozen pages; the rest come from the system's file cache at a read each.
+        f"PRAGMA cache_size=-{cache_kib}",
+    ]
+
+
 async def _prepare(db: aiosqlite.Connection) -> None:
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("PRAGMA foreign_keys=ON")
-    await db.execute("PRAGMA busy_timeout=5000")
-    # With WAL, NORMAL survives process crashes and skips an fsync per commit (answers save often).
-    await db.execute("PRAGMA synchronous=NORMAL")
-    # SQLite's page cache (2 MB by default) fills as the database grows, and the process's memory with it. An
-    # answer reads and writes a few dozen pages; the rest come from the system's file cache at a read each.
-    await db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+    await db.execute("PRAGMA journal_mode=WAL")  # the file's own setting: the inline connection finds it there
+    for pragma in _pragmas(busy_timeout_ms=5000, cache_kib=CACHE_KIB):
+        await db.execute(pragma)
     await migrate(db)
 
 
 def _inline_connection(path: str) -> sqlite3.Connection:
     """The connection for single statements run on the event loop's thread: it never waits for a lock (a busy
     database is the worker thread's to wait for) and never checkpoints the WAL (aiosqlite's connection does, in
-    its thread, at its commits); otherwise set up as aiosqlite's."""
+    its thread, at its commits)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        for pragma in (
-            "foreign_keys=ON",
-            "busy_timeout=0",
-            "synchronous=NORMAL",
-            "wal_autocheckpoint=0",
-            f"cache_size=-{INLINE_CACHE_KIB}",
-        ):
-            conn.execute(f"PRAGMA {pragma}")
+        for pragma in [*_pragmas(busy_timeout_ms=0, cache_kib=INLINE_CACHE_KIB), "PRAGMA wal_autocheckpoint=0"]:
+            conn.execute(pragma)
     except BaseException:
         conn.close()
         raise
