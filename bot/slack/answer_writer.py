@@ -283,13 +283,16 @@ class AnswerWriter:
     async def _sync(self, final: bool, *, status_changed: bool = False) -> bool:
         """Bring Slack up to date; True when that was the final text (the answer may finish while it waits)."""
         self._slot_held = None
+        shown = False  # a stream's start showed the text: no update is due before news
         if not self._parts:
             if not (final or self.raw):
                 if status_changed and not await self._loading.show(self.status):
                     self._open(await UpdatedMessage.post(self, 0, self.status))  # no loading state after all
                 return False
-            # The first text (or a final note): the answer's first message.
-            if not (self._native() and await self._open_stream(0, False)):
+            # The first text (or a final note): the answer's first message, whose first call shows it.
+            if self._native() and await self._open_stream(0, False, self._text(final), final=final):
+                shown = isinstance(self._part, StreamedMessage) and bool(self._part.markdown)
+            else:
                 self._open(UpdatedMessage(self, "", 0))
         part = self._part
         if status_changed and not final and not self.raw:
@@ -299,7 +302,7 @@ class AnswerWriter:
                 return False
             if self._loading.shown:
                 await self._loading.show(self.status)  # re-writing in place: the placeholder says it too
-        if not final and part.ts:
+        if not final and part.ts and not shown:
             # The slot first, then the text: the update carries the newest text, and an answer that
             # finishes meanwhile leaves the queue for the final path, which may choose a cheaper route.
             held = await self.api.pacer(self.team_id).intermediate_slot(
@@ -313,8 +316,9 @@ class AnswerWriter:
             part = self._part
             head = text[part.start : part.start + cut[0]]
             await part.close(head)
-            if not (part.streamed and await self._open_stream(part.start + cut[1], part.next_opens_in_code(head))):
-                self._open(UpdatedMessage(self, "", part.start + cut[1], part.next_opens_in_code(head)))
+            start, opens_in_code = part.start + cut[1], part.next_opens_in_code(head)
+            if not (part.streamed and await self._open_stream(start, opens_in_code, text[start:], final=final)):
+                self._open(UpdatedMessage(self, "", start, opens_in_code))
         if self.on_progress is not None:
             await self.on_progress()  # stored before it is shown: a crash never leaves Slack ahead of the store
         await self._part.show(text[self._part.start :], final=final)
@@ -346,8 +350,13 @@ class AnswerWriter:
         if posted and part.ts:
             self._loading.posted()
 
-    async def _open_stream(self, start: int, opens_in_code: bool) -> bool:
-        opened = await StreamedMessage.open(self, start, opens_in_code)
+    async def _open_stream(self, start: int, opens_in_code: bool, rest: str = "", *, final: bool = False) -> bool:
+        """Open a native stream for the text from `start`. Its start shows what it can of `rest` (that text),
+        stored first: a crash never leaves Slack ahead of the store."""
+        first = StreamedMessage.first_markdown(rest, opens_in_code, final=final)
+        if first and self.on_progress is not None:
+            await self.on_progress()
+        opened = await StreamedMessage.open(self, start, opens_in_code, first)
         if isinstance(opened, str):
             self._writers.refused(self.team_id, self.channel, opened)
             return False

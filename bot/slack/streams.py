@@ -69,9 +69,21 @@ class StreamedMessage(OfAnswer):
         self.markdown = ""  # what Slack has been sent (a reopened code fence, then the answer's text)
         self.stopped = False  # stopped by the call that showed the end of the text
 
+    @staticmethod
+    def first_markdown(rest: str, opens_in_code: bool, *, final: bool) -> str:
+        """What a new stream's chat.startStream shows of `rest` (the text from its start): what an append
+        would carry, or nothing when `rest` is long enough to be cut first (the loop's appends do that)."""
+        if not rest or stream_cut(rest, sent=0):
+            return ""
+        markdown_text = ("```\n" if opens_in_code else "") + rest
+        return markdown_text[: stream_append_end(markdown_text, sent=0, final=final, limit=APPEND_LIMIT)]
+
     @classmethod
-    async def open(cls, answer: Answer, start: int, opens_in_code: bool = False) -> StreamedMessage | str:
-        """Start a stream for the text from `start`; Slack's reason (an error code) when it will not."""
+    async def open(
+        cls, answer: Answer, start: int, opens_in_code: bool = False, first: str = ""
+    ) -> StreamedMessage | str:
+        """Start a stream for the text from `start`, showing `first` (`first_markdown`) at once: one call
+        where a start and an append would be two. Slack's reason (an error code) when it will not."""
         a = answer
         pacer = a.api.pacer(a.team_id)
         pacer.native_starting += 1
@@ -90,6 +102,7 @@ class StreamedMessage(OfAnswer):
                 thread_ts=a.thread_ts,
                 recipient_user_id=a.recipient_user_id,
                 recipient_team_id=a.team_id,
+                **({"markdown_text": first} if first else {}),
             )
         except RateLimited:
             return "ratelimited"  # Tier 2 is smaller than we thought: chat.update now beats a stream in a minute
@@ -99,7 +112,9 @@ class StreamedMessage(OfAnswer):
             return exc.error
         finally:
             pacer.native_starting -= 1
-        return cls(a, str(data["ts"]), start, opens_in_code, started)
+        stream = cls(a, str(data["ts"]), start, opens_in_code, started)
+        stream.markdown = first
+        return stream
 
     @property
     def sent(self) -> int:

@@ -9,7 +9,9 @@ import pytest
 
 from bot.notes import with_notes
 from bot.slack.api import SlackApi, SlackCallError
+from bot.slack.streams import StreamedMessage
 from bot.slack.writers import AnswerWriter, Writers
+from tests.conftest import until
 from tests.fakes import slack as fs
 
 CHANNEL = "C0WRITE"
@@ -61,6 +63,7 @@ async def test_passing_slack_failures_are_retried_and_the_answer_completes(
     ("mode", "method"),
     [
         ("update", "chat.postMessage"),  # the first text is the final one: its message is posted with it
+        ("native", "chat.startStream"),  # or the stream's start carries it; failed, the text is posted instead
         ("native", "chat.stopStream"),  # the stop carries the end of the text when a stop slot is free
         ("native", "chat.appendStream"),  # else an append does, and the stop follows
     ],
@@ -70,15 +73,52 @@ async def test_the_final_text_survives_failures_at_the_very_end(
 ) -> None:
     if method == "chat.appendStream":
         api.pacer(TEAM).budget.rate_limited("chat.stopStream", api.pacer(TEAM).now(), 0.5)  # no stop slot now
-    w = writer(api, mode, min_interval=60)  # no intermediate update: the final text is the only one
+    w = writer(api, mode, min_interval=60)  # no intermediate update: only the first text and the final one
     await w.start()
-    w.append("the whole answer")
-    slack.errors[method] = deque(["internal_error", "http_503"])
+    if method in ("chat.stopStream", "chat.appendStream"):
+        w.append("the whole ")  # the stream's start shows the first text at once; the rest waits for the final
+        await until(lambda: shown(slack) == "the whole ")
+    # A failed start is not retried: that answer goes by chat.update at once.
+    errors = ["internal_error"] if method == "chat.startStream" else ["internal_error", "http_503"]
+    slack.errors[method] = deque(errors)
+    w.append("answer" if method in ("chat.stopStream", "chat.appendStream") else "the whole answer")
     await w.finish()
     assert shown(slack) == "the whole answer"
-    assert [c.error for c in slack.calls_to(method)][:2] == ["internal_error", "http_503"]  # the fake did fail it
+    assert [c.error for c in slack.calls_to(method)][: len(errors)] == errors  # the fake did fail it
     await w._writers.close(grace=10)
     assert not any(m.streaming for m in slack.bot_replies(CHANNEL, THREAD))
+
+
+async def test_a_stream_starts_with_its_first_text_and_never_shows_more_than_is_stored(
+    slack: fs.FakeSlack, api: SlackApi
+) -> None:
+    import time
+
+    saves: list[tuple[float, str]] = []  # (when, the answer's text then) for each progress save
+    w = writer(api, "native")
+
+    async def save() -> None:
+        saves.append((time.monotonic(), w.raw))
+
+    w.on_progress = save
+    await write_slowly(w, WORDS)
+    await w._writers.close(grace=10)
+    calls = [c for c in slack.calls if c.method.endswith("Stream") and c.error is None]
+    assert calls[0].method == "chat.startStream" and calls[0].args["markdown_text"]  # one call, not start + append
+    seen = ""
+    for call in calls:
+        seen += call.args.get("markdown_text", "")
+        assert any(at < call.at and raw.startswith(seen) for at, raw in saves), f"{call.method} showed {seen!r}"
+    assert seen == "".join(WORDS)
+
+
+def test_a_streams_start_shows_whole_words_and_nothing_that_must_be_cut_first() -> None:
+    first = StreamedMessage.first_markdown
+    assert first("Hello wor", False, final=False) == "Hello "  # the open word waits for the next append
+    assert first("Hello wor", False, final=True) == "Hello wor"
+    assert first("Hel", False, final=False) == ""  # no whole word yet: the stream starts empty
+    assert first("x = 1", True, final=True) == "```\nx = 1"  # a message cut inside a code block reopens it
+    assert first("word " * 2_000, False, final=True) == ""  # too long for one stream: cut first, then shown
 
 
 async def test_a_native_writer_that_slack_breaks_says_so_and_frees_its_stream(
@@ -165,8 +205,10 @@ async def test_a_complete_answer_does_not_wait_for_its_stream_to_be_stopped(slac
     w.append("all of it")
     await asyncio.wait_for(w.finish(), 5)  # returns once the text is visible
     assert shown(slack) == "all of it"
-    [refused] = slack.calls_to("chat.stopStream")  # the stop was to carry the text: an append took it instead
-    assert refused.status == 429 and refused.args["markdown_text"] == "all of it"
+    [start] = slack.calls_to("chat.startStream")  # the start showed the words the text had then
+    assert start.args["markdown_text"] == "all of "
+    [refused] = slack.calls_to("chat.stopStream")  # the stop was to carry the rest: an append took it instead
+    assert refused.status == 429 and refused.args["markdown_text"] == "it"
     [reply] = slack.bot_replies(CHANNEL, THREAD)
     assert reply.streaming
     slack.limits.pop("chat.stopStream")
