@@ -10,7 +10,7 @@ process waking up from a short idle with nothing to do (on the VMs measured here
 of microseconds, which is why the bot's timers share ticks and its small writes avoid a thread). The fakes
 run in a child process, so the figures are this process's CPU only (`time.process_time`, on uvloop as the
 bot runs). An answer at 24 concurrent questions makes about 5 Slack calls, one model stream, two inbound
-events (a mention and its twin), one claim, one history read and 4–5 answer saves.
+events (a mention and its twin), one claim, one history read and 4–5 answer saves (two in full, the rest only the text).
 """
 
 from __future__ import annotations
@@ -180,13 +180,18 @@ async def store_operations(times: int) -> None:
             turn = turns[i % len(turns)]
             return await store.save_answer(turn.answer_id, text="x" * 600, status=Status.STREAMING, slack_parts=["1.2"])
 
+        async def progress(i: int) -> object:
+            turn = turns[i % len(turns)]
+            return await store.save_progress(turn.answer_id, text="x" * 600, slack_parts=["1.2"])
+
         async def history(i: int) -> object:
             turn = turns[i % len(turns)]
             return await store.history(turn.conversation.id, turn.user_ts)
 
         try:
             await per_call("store: claim a turn (a transaction)", times, claim)
-            await per_call("store: save an answer's progress", times, save)
+            await per_call("store: save an answer (its status or first message changed)", times, save)
+            await per_call("store: save an answer's progress (its text grew)", times, progress)
             await per_call("store: read a thread's history", times, history)
             await per_call("store: a channel's persona", times, lambda i: store.get_channel_persona(fs.TEAM, "C1"))
         finally:

@@ -44,6 +44,7 @@ class Answer:
         self.streamed = False  # the model stream is over: too late to stop
         self.lost = False  # the lease went to another process
         self._store = store
+        self._saved: tuple[Status, str | None] | None = None  # the status and first message the store has
 
     def add(self, text: str) -> None:
         self.writer.append(text)  # raises when Slack broke the writer: that text was never shown
@@ -77,10 +78,15 @@ class Answer:
         """
         delay, waited = 0.25, 0.0
         while True:
+            parts = self.writer.parts
+            saved_as = (status, parts[0] if parts else None)
             try:
-                saved = await self._store.save_answer(
-                    self.turn.answer_id, text=self.text, status=status, slack_parts=self.writer.parts, **extra
-                )
+                if self._saved == saved_as and not extra:  # only the text and the messages grew
+                    saved = await self._store.save_progress(self.turn.answer_id, text=self.text, slack_parts=parts)
+                else:
+                    saved = await self._store.save_answer(
+                        self.turn.answer_id, text=self.text, status=status, slack_parts=parts, **extra
+                    )
                 break
             except StoreUnavailable:
                 if status in UNFINISHED or waited >= SAVE_PATIENCE:
@@ -92,6 +98,7 @@ class Answer:
         if not saved:
             self.lost = True
             raise LeaseLost(f"answer {self.turn.answer_id} was taken over by another process")
+        self._saved = saved_as
 
     async def progress(self) -> None:
         """Before each Slack update: the store holds at least what people can see.

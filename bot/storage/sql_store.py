@@ -131,6 +131,16 @@ class SQLStore(AdminQueries):
         )
         return changed > 0
 
+    async def save_progress(self, answer_id: int, *, text: str, slack_parts: list[str]) -> bool:
+        # No indexed column: SQLite rewrites the row's page alone, where save_answer also rewrites four index
+        # pages (status, first message, activity), five pages to the WAL in all; PostgreSQL can update in place.
+        changed = await self._write(
+            "UPDATE messages SET text = ?, tokens = CASE WHEN text = ? THEN tokens END, slack_parts = ?, "
+            "lease_until = ? WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?)",
+            (text, text, json.dumps(slack_parts), self._lease_until(), answer_id, self.owner),
+        )
+        return changed > 0
+
     async def unfinished_answers(self) -> list[UnfinishedAnswer]:
         rows = await self._rows(UNFINISHED_QUERY, UNFINISHED)
         return [UnfinishedAnswer(r[0], ThreadKey(r[1], r[2], r[3]), r[4], json.loads(r[5])) for r in rows]

@@ -127,3 +127,27 @@ async def test_replicas_sweeping_at_once_take_each_lapsed_answer_once(
     assert ids == sorted(t.answer_id for t in turns)
     owners = await query(postgres_store, "SELECT DISTINCT lease_owner FROM messages WHERE role = 'assistant'")
     assert {o for (o,) in owners} == {r.owner for r, refs in zip(replicas, taken, strict=True) if refs}
+
+
+async def test_a_progress_save_grows_the_text_renews_the_lease_and_is_fenced_off_after_a_takeover(
+    store: AnyStore, other: AnyStore
+) -> None:
+    turn = await claim(store, "1700000100.000001")
+    assert await store.save_answer(turn.answer_id, text="so", status=Status.STREAMING, slack_parts=["1.2"])
+    sql = "SELECT status, slack_ts, updated_at, lease_until FROM messages WHERE id = ?"
+    [(_, _, updated_at, until)] = await query(store, sql, turn.answer_id)
+    await asyncio.sleep(0.01)
+    assert await store.save_progress(turn.answer_id, text="so far", slack_parts=["1.2", "1.3"])
+    ref = await store.answer_ref(turn.answer_id)
+    assert ref is not None and (ref.text, ref.slack_parts, ref.status) == ("so far", ["1.2", "1.3"], Status.STREAMING)
+    [(status, slack_ts, updated_at_now, until_now)] = await query(store, sql, turn.answer_id)
+    # The status, the first message and the moment of the last change of status stay as they were saved.
+    assert (status, slack_ts, updated_at_now) == ("streaming", "1.2", updated_at) and until_now > until
+
+    if isinstance(store, PostgresStore):
+        await lapse(store, turn.answer_id)
+    [taken] = await other.take_lapsed()
+    assert taken.text == "so far"
+    assert not await store.save_progress(turn.answer_id, text="so far, and mo", slack_parts=["1.2", "1.3"])
+    ref = await store.answer_ref(turn.answer_id)
+    assert ref is not None and ref.text == "so far"

@@ -14,7 +14,7 @@ from bot.storage import NewMessage, SQLiteStore, Status, ThreadKey, Turn, Usage
 from bot.storage.migrations import MIGRATIONS
 from bot.storage.queries import HISTORY_QUERY
 from bot.storage.sqlite import CACHE_KIB
-from tests.storage.conftest import AnyStore
+from tests.storage.conftest import AnyStore, query
 
 KEY = ThreadKey("T1", "C1", "1700000100.000001")
 PERSONA = Persona("be nice", ModelParams(temperature=0.2), "kind")
@@ -182,6 +182,25 @@ async def first_turn(store: AnyStore) -> Turn:
     turn = await store.claim_turn(KEY, PERSONA, NewMessage("user", "q1", "1700000100.000001", "U1"))
     assert turn is not None
     return turn
+
+
+async def test_a_progress_save_writes_one_page_where_a_full_save_writes_its_indexes_too(
+    sqlite_store: SQLiteStore, path: Path
+) -> None:
+    turn = await first_turn(sqlite_store)
+    await sqlite_store.save_answer(turn.answer_id, text="so", status=Status.STREAMING, slack_parts=["1.2"])
+    [(page_size,)] = await query(sqlite_store, "PRAGMA page_size")
+
+    def frames() -> int:  # pages written to the WAL so far (nothing here checkpoints it)
+        return (Path(f"{path}-wal").stat().st_size - 32) // (page_size + 24)
+
+    before = frames()
+    await sqlite_store.save_progress(turn.answer_id, text="so far", slack_parts=["1.2"])
+    progress = frames() - before
+    before = frames()
+    await sqlite_store.save_answer(turn.answer_id, text="so far and", status=Status.STREAMING, slack_parts=["1.2"])
+    full = frames() - before
+    assert progress == 1 and full > 2
 
 
 async def test_token_counts_are_kept_until_the_text_changes(store: AnyStore) -> None:
