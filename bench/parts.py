@@ -10,7 +10,8 @@ process waking up from a short idle with nothing to do (on the VMs measured here
 of microseconds, which is why the bot's timers share ticks and its small writes avoid a thread). The fakes
 run in a child process, so the figures are this process's CPU only (`time.process_time`, on uvloop as the
 bot runs). An answer at 24 concurrent questions makes about 5 Slack calls, one model stream, two inbound
-events (a mention and its twin), one claim, one history read and 4–5 answer saves (two in full, the rest only the text).
+events (a mention and its twin), one claim, one history read and 4–5 answer saves (three in full: its first,
+the one that learns its first message and its last; the others save the text alone).
 """
 
 from __future__ import annotations

@@ -105,8 +105,9 @@ class SQLStore(AdminQueries):
         finish_reason: str | None = None,
         usage: Usage | None = None,
     ) -> bool:
-        # Saved before every Slack update an answer makes: the cheapest write the store has. It renews the
-        # lease too, and writes nothing once another process holds it (the answer was taken over).
+        # An answer's first save, its last, and any that changes its status or first message (`save_progress`
+        # saves the text in between). It renews the lease too, and writes nothing once another process holds
+        # it (the answer was taken over).
         changed = await self._write(
             "UPDATE messages SET text = ?, tokens = CASE WHEN text = ? THEN tokens END, status = ?, "
             "slack_parts = ?, slack_ts = ?, "
@@ -132,8 +133,9 @@ class SQLStore(AdminQueries):
         return changed > 0
 
     async def save_progress(self, answer_id: int, *, text: str, slack_parts: list[str]) -> bool:
-        # No indexed column: SQLite rewrites the row's page alone, where save_answer also rewrites four index
-        # pages (status, first message, activity), five pages to the WAL in all; PostgreSQL can update in place.
+        # No indexed column: SQLite rewrites the row's page alone, where save_answer also rewrites a page of
+        # four indexes (two on the status, the first message's, the activity's): five pages to the WAL in all.
+        # PostgreSQL can update the row in place.
         changed = await self._write(
             "UPDATE messages SET text = ?, tokens = CASE WHEN text = ? THEN tokens END, slack_parts = ?, "
             "lease_until = ? WHERE id = ? AND (lease_owner IS NULL OR lease_owner = ?)",
