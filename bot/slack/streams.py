@@ -47,6 +47,12 @@ NATIVE_REFUSALS = frozenset(
 )
 
 
+def _reopened_fence(opens_in_code: bool) -> str:
+    """What a streamed message's Markdown starts with: a fence when it continues a code block that the previous
+    message was cut in."""
+    return "```\n" if opens_in_code else ""
+
+
 class StreamStopped(Exception):
     """A person stopped `stream` in Slack: no more calls on it."""
 
@@ -75,7 +81,7 @@ class StreamedMessage(OfAnswer):
         would carry, or nothing when `rest` is long enough to be cut first (the loop's appends do that)."""
         if not rest or stream_cut(rest, sent=0):
             return ""
-        markdown_text = ("```\n" if opens_in_code else "") + rest
+        markdown_text = _reopened_fence(opens_in_code) + rest
         return markdown_text[: stream_append_end(markdown_text, sent=0, final=final, limit=APPEND_LIMIT)]
 
     @classmethod
@@ -119,7 +125,7 @@ class StreamedMessage(OfAnswer):
     @property
     def sent(self) -> int:
         """Characters of the answer's text (from `start`) that Slack has."""
-        return max(len(self.markdown) - len(self._fence()), 0)
+        return max(len(self.markdown) - len(_reopened_fence(self.opens_in_code)), 0)
 
     def cut(self, rest: str) -> tuple[int, int] | None:
         age = self.answer.clock() - self.started
@@ -166,7 +172,7 @@ class StreamedMessage(OfAnswer):
         and a stop would be two. Only when a stop slot is free now: the final text never waits for Tier 2
         (a 429 leaves it to an append too). False: nothing was sent."""
         a = self.answer
-        remaining = (self._fence() + rest)[len(self.markdown) :]
+        remaining = (_reopened_fence(self.opens_in_code) + rest)[len(self.markdown) :]
         if not remaining or len(remaining) > APPEND_LIMIT:
             return False
         if not a.api.pacer(a.team_id).take_free("chat.stopStream", urgent=True):
@@ -219,7 +225,7 @@ class StreamedMessage(OfAnswer):
 
     async def _append(self, rest: str, *, final: bool) -> None:
         """Append what Slack lacks of `rest`: all of it when final, else one append's worth, in whole words."""
-        markdown_text = self._fence() + rest
+        markdown_text = _reopened_fence(self.opens_in_code) + rest
         while len(self.markdown) < len(markdown_text):
             end = stream_append_end(markdown_text, sent=len(self.markdown), final=final, limit=APPEND_LIMIT)
             if end <= len(self.markdown):
@@ -229,9 +235,6 @@ class StreamedMessage(OfAnswer):
             self.markdown += chunk
             if not final:
                 break
-
-    def _fence(self) -> str:
-        return "```\n" if self.opens_in_code else ""
 
     def _fallback(self) -> str:
         return fallback_text(self.markdown) or "…"
@@ -262,7 +265,7 @@ class StoppedStream(OfAnswer):
         if not final:
             return
         a = self.answer
-        text = (("```\n" if self.opens_in_code else "") + rest) or "…"
+        text = (_reopened_fence(self.opens_in_code) + rest) or "…"
         if len(text) > MARKDOWN_LIMIT:  # a stream stopped at its very end, and long notes
             text = text[: MARKDOWN_LIMIT - 1] + "…"
         blocks = [markdown(text), *a.final_controls()]
