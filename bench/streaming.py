@@ -13,7 +13,7 @@ model streams every answer at about 60 characters a second. Warm (the default), 
 first and not measured; `--cold` delivers the burst the moment the bot listens. Prints a Markdown table:
 start-up to listening, first sign of life after the event, lag between the model's last chunk and Slack
 showing the complete answer, the slowest acknowledgement, Slack calls per answer, 429s, the bot's CPU time
-per answer, its peak memory and its memory after the run; with `--runs K`, the median of K runs.
+and wake-ups per answer, its peak memory and its memory after the run; with `--runs K`, the median of K runs.
 Figures, not assertions: see BENCHMARKS.md.
 
 `--replicas N` runs N bot processes for the one workspace, all spawned together (cold: the burst leaves once
@@ -73,6 +73,7 @@ from bench.common import (
     stop_fakes,
     stream_close_s,
     wait_for,
+    wakeups,
 )
 from bench.database import QUIET_S, RunDatabase, check_server, is_postgres, where
 from tests.fakes import mistral as fm
@@ -130,6 +131,7 @@ class Run:
     peak_sum_mb: float = float("nan")  # the replicas' peaks added up (peak_mb and rss_after_mb: the largest's)
     cpu_ms_split: list[float] = field(default_factory=list)  # each replica's CPU per answer (of all answers)
     db_transactions: int | None = None  # PostgreSQL: transactions counted in the run's database; None: SQLite
+    wakeups_per_answer: float = float("nan")  # voluntary context switches of every replica's threads, per answer
 
     def db_per_answer(self, size: int) -> float:
         return float("nan") if self.db_transactions is None else self.db_transactions / size
@@ -152,7 +154,8 @@ class Run:
             f"lag {self.lag_median:.2f}/{self.lag_max:.2f} s, ack max {self.ack_max:.3f} s, "
             f"{self._streams()}"
             f"{self.calls_per_answer:.1f} calls/answer, {self._database(size)}{self.rate_limited} 429s, "
-            f"CPU {self.cpu_ms_per_answer:.1f} ms/answer{self._split()}, peak {self.peak_mb:.0f} MB{self._sum()}, "
+            f"CPU {self.cpu_ms_per_answer:.1f} ms/answer{self._split()}, "
+            f"{self.wakeups_per_answer:.0f} wake-ups/answer, peak {self.peak_mb:.0f} MB{self._sum()}, "
             f"RSS after {self.rss_after_mb:.0f} MB, {self.complete}/{size} complete"
         )
         if self.late_acks or self.lost:
@@ -233,6 +236,7 @@ async def _measure(
     calls_before, limited_before = len(slack.calls), slack.rate_limited
     db_before = await db.transactions() if db is not None else 0
     cpu_before = [cpu_seconds(bot.pid) for bot in bots.bots]
+    wakeups_before = [wakeups(bot.pid) for bot in bots.bots]
 
     deliveries = await bots.deliver_all(events)
     answers = set(expected)
@@ -249,6 +253,7 @@ async def _measure(
     await asyncio.sleep(5.0 if cfg.instructions else 1.0)  # let stream closing calls land before counting
     instructions = await callgrind.stop_counting(bots.bots[0].pid, tmp) if cfg.instructions else None
     cpu = [cpu_seconds(bot.pid) - before for bot, before in zip(bots.bots, cpu_before, strict=True)]
+    woken = sum(wakeups(bot.pid) - before for bot, before in zip(bots.bots, wakeups_before, strict=True))
     peaks = [status_mb(bot.pid, "VmHWM") for bot in bots.bots]
     rss = max(status_mb(bot.pid, "VmRSS") for bot in bots.bots)
     calls = len(slack.calls) - calls_before
@@ -305,6 +310,7 @@ async def _measure(
         calls=calls,
         peak_sum_mb=sum(peaks),
         cpu_ms_split=[c * 1000 / cfg.size for c in cpu],
+        wakeups_per_answer=woken / cfg.size,
     )
     return run, db_before
 
@@ -340,6 +346,7 @@ HEADER = (
     "429s",
     "CPU ms/answer",
     "CPU min–max",
+    "wake-ups/answer",
     "peak MB",
     "peak sum MB",
     "RSS after MB",
@@ -392,6 +399,7 @@ def row(cfg: Config, runs: list[Run], failed: int) -> str:
         str(sum(r.rate_limited for r in runs)),
         f"{med('cpu_ms_per_answer'):.1f}",
         f"{min(cpu, default=float('nan')):.1f}–{max(cpu, default=float('nan')):.1f}",
+        f"{med('wakeups_per_answer'):.0f}",
         f"{med('peak_mb'):.0f}",
         f"{med('peak_sum_mb'):.0f}",
         f"{med('rss_after_mb'):.0f}",
