@@ -24,6 +24,7 @@ from bot.core.ticks import next_tick
 from bot.notes import with_notes
 from bot.slack.api import RateLimited, SlackCallError
 from bot.slack.blocks import Block, final_controls
+from bot.slack.pacer import OwedFinal
 from bot.slack.parts import Part, SplitSmaller, UpdatedMessage
 from bot.slack.status import THINKING, LoadingState
 from bot.slack.streams import NATIVE_REFUSALS, StoppedStream, StreamedMessage, StreamStopped
@@ -84,7 +85,7 @@ class AnswerWriter:
         self._visible = asyncio.Event()  # the final text is visible in Slack
         self._task: asyncio.Task[None] | None = None
         self._started = False
-        self._registered: str | None = None  # which of the pacer's counts this answer is in
+        self._owed = OwedFinal(self.api.pacer(team_id))  # the pacer's count this answer is in
 
     @property
     def parts(self) -> list[str]:
@@ -164,7 +165,7 @@ class AnswerWriter:
         finally:
             visible.cancel()
         if self._failure() is not None:
-            self._register(None)
+            self._owed.move(None)
             self._raise_failure()
         if not self._visible.is_set():
             raise asyncio.CancelledError  # the writer task was cancelled before the text showed
@@ -196,7 +197,7 @@ class AnswerWriter:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)  # its failure, if any, is retrieved
-        self._register(None)
+        self._owed.move(None)
         await self._loading.clear()
 
     # what a part calls (`bot.slack.parts.Answer`) ----------------------------------------------------
@@ -332,7 +333,7 @@ class AnswerWriter:
                 await self._loading.clear()
                 await self._part.end()
             finally:
-                self._register(None)
+                self._owed.move(None)
         return final
 
     def _text(self, final: bool) -> str:
@@ -346,7 +347,7 @@ class AnswerWriter:
 
     def _open(self, part: Part, *, posted: bool = True) -> None:
         self._parts.append(part)
-        self._register(part.count)
+        self._owed.move(part.count)
         if posted and part.ts:
             self._loading.posted()
 
@@ -413,16 +414,5 @@ class AnswerWriter:
         self.raw = self.raw[: stream.start + stream.sent]
         self._flushed_len = len(self.raw)
         self._parts[self._parts.index(stream)] = StoppedStream(self, stream)
-        self._register(None)  # no stop owed, and the final update is urgent
+        self._owed.move(None)  # no stop owed, and the final update is urgent
         return AnswerStopped(f"stopped in Slack: {self.channel} {stream.ts}")
-
-    def _register(self, count: str | None) -> None:
-        """Keep the pacer's counts of answers owed a final call (one count per kind of message) up to date."""
-        if count == self._registered:
-            return
-        pacer = self.api.pacer(self.team_id)
-        if self._registered is not None:
-            setattr(pacer, self._registered, getattr(pacer, self._registered) - 1)
-        if count is not None:
-            setattr(pacer, count, getattr(pacer, count) + 1)
-        self._registered = count

@@ -250,3 +250,21 @@ class Pacer:
         self.budget.rate_limited(key, self._clock(), retry_after)
         if self._shared is not None:
             await self._shared.pause(self._team_id, key, retry_after)
+
+
+class OwedFinal:
+    """One answer's place in its pacer's counts of answers owed a final call: `answers_in_flight` or
+    `native_in_flight`, by the kind of its last message (`Part.count`), or neither once nothing is owed."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self._pacer = pacer
+        self.count: str | None = None
+
+    def move(self, count: str | None) -> None:
+        if count == self.count:
+            return
+        if self.count is not None:
+            setattr(self._pacer, self.count, getattr(self._pacer, self.count) - 1)
+        if count is not None:
+            setattr(self._pacer, count, getattr(self._pacer, count) + 1)
+        self.count = count

@@ -1,4 +1,5 @@
-"""The pacer's queue: who goes next, and waits that end without leaving anything behind."""
+"""The pacer: its queue (who goes next, and waits that end without leaving anything behind), and its counts
+of answers owed a final call."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 from bot.core.pacing import EDGE_MARGIN, CallBudget, Limit
-from bot.slack.pacer import Pacer
+from bot.slack.pacer import OwedFinal, Pacer
 
 
 async def test_a_cancelled_intermediate_wait_leaves_no_task_and_takes_no_slot() -> None:
@@ -76,3 +77,18 @@ async def test_queued_calls_are_woken_one_at_a_time_not_all_at_every_change() ->
     assert order == sorted(order, reverse=True) and len(order) == calls  # highest priority first
     assert looks < 4 * calls * calls
     assert pacer.waiting() == 0
+
+
+def test_an_answer_is_in_one_of_the_pacers_counts_of_owed_finals_at_a_time() -> None:
+    pacer = Pacer(CallBudget({}))
+    first, second = OwedFinal(pacer), OwedFinal(pacer)
+    first.move("native_in_flight")
+    second.move("answers_in_flight")
+    second.move("answers_in_flight")  # its next message of the same kind: still one answer
+    assert (pacer.native_in_flight, pacer.answers_in_flight) == (1, 1)
+    first.move("answers_in_flight")  # a stream Slack refused: the answer goes on with chat.update
+    assert (pacer.native_in_flight, pacer.answers_in_flight) == (0, 2)
+    first.move(None)
+    second.move(None)
+    second.move(None)  # finished, then aborted: nothing owed, counted once
+    assert (pacer.native_in_flight, pacer.answers_in_flight) == (0, 0)
