@@ -229,7 +229,8 @@ class Store(Protocol):
     async def save_progress(self, answer_id: int, *, text: str, slack_parts: list[str]) -> bool:
         """`save_answer` of an answer still streaming whose status and first message (`slack_parts[0]`) the store
         has already: the save before each Slack update, and the cheapest write the store has. It leaves
-        `updated_at` as the answer's last change of status; False as for `save_answer`."""
+        `updated_at` as the last full save set it (a change of status or of first message); False as for
+        `save_answer`."""
         ...
 
     async def save_files(self, message_id: int, files: Sequence[dict[str, Any]]) -> None:
